@@ -1,0 +1,74 @@
+"""The `pairaug` command: tools around the DVC pipeline (the pipeline itself runs with `dvc repro`)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+
+from pairaug.errors import PairaugError
+
+
+def _cmd_label(args: argparse.Namespace) -> None:
+    from pairaug.data.labeler import label_report
+    from pairaug.data.schema import LABELS
+    from pairaug.data.tables import read_csv
+
+    if args.csv:
+        df = read_csv(args.csv, required=[args.column])
+        reports = [str(r) for r in df[args.column]]
+    elif args.text:
+        reports = list(args.text)
+    else:
+        reports = [line.strip() for line in sys.stdin if line.strip()]
+    rows = [label_report(r) for r in reports]
+    if args.format == "json":
+        out = [{"report": r, "labels": {k: v for k, v in row.items() if v is not None}} for r, row in zip(reports, rows)]
+        json.dump(out if len(out) != 1 else out[0], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["report", *LABELS])
+        for r, row in zip(reports, rows):
+            writer.writerow([r, *["" if row[k] is None else row[k] for k in LABELS]])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pairaug",
+        description="PairAug for radiology. Run the pipeline with `dvc repro`; these commands inspect and explore it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("label", help="label report text with the rule-based CheXpert-style labeler",
+                       description="Label reports (1 positive, 0 negative, -1 uncertain, empty = not mentioned).")
+    p.add_argument("text", nargs="*", help="report text(s); reads lines from stdin when none and no --csv")
+    p.add_argument("--csv", help="a CSV file holding reports")
+    p.add_argument("--column", default="report", help="the CSV column holding reports (default: report)")
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(func=_cmd_label)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions():
+    """Subcommands contributed by other concerns (rewrite preview, audit, ui)."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PairaugError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""A rule-based, CheXpert-style report labeler: 14 labels, each 1 / 0 / -1 / not mentioned.
+
+Per sentence and clause: find mentions of each label (synonyms), then classify each mention as
+uncertain ("possible", "cannot exclude", ...), negated ("no", "without", "... is absent", including
+lists such as "No focal consolidation, pleural effusion or pneumothorax.") or positive. Phrases that
+state normality ("Heart size is normal.") count as negative mentions. Per label, positive beats
+uncertain beats negative (the CheXpert aggregation). "No Finding" is 1 when no pathology is positive
+or uncertain, else 0. Mentions also carry severity and laterality, which the rules rewriter uses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pairaug.data.schema import LABELS
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
+PATHOLOGIES = tuple(label for label in LABELS if label not in ("No Finding", "Support Devices"))
+
+# Synonyms per label. Each pattern matches a mention; its polarity then comes from the context.
+_MENTIONS: dict[str, list[str]] = {
+    "Enlarged Cardiomediastinum": [
+        r"enlarged cardiomediastin\w*", r"cardiomediastinal (?:silhouette|contours?) (?:is |are )?(?:\w+ )?(?:enlarged|widened)",
+        r"widen(?:ed|ing) (?:of the )?mediastin\w*", r"mediastinal widening", r"mediastinum (?:is |appears )?(?:\w+ )?widened",
+    ],
+    "Cardiomegaly": [
+        r"cardiomegaly", r"cardiac enlargement", r"enlarge(?:d|ment of the) (?:heart|cardiac silhouette)",
+        r"(?:heart|cardiac silhouette|cardiac shadow)(?: size)? (?:is |appears |remains )?(?:not )?(?:\w+ )?(?:enlarged|increased|prominent)",
+        r"heart size (?:is )?(?:\w+ )?(?:enlarged|increased)", r"(?:large|enlarged|big) heart",
+    ],
+    "Lung Opacity": [
+        r"opacit(?:y|ies)", r"opacification", r"infiltrates?", r"airspace (?:disease|process)", r"densit(?:y|ies)",
+        r"hazy", r"haziness",
+    ],
+    "Lung Lesion": [r"nodules?", r"nodular", r"mass(?:es)?\b", r"lesions?", r"neoplasm", r"tumou?r"],
+    "Edema": [
+        r"edema", r"oedema", r"(?:pulmonary |interstitial )?vascular congestion", r"pulmonary congestion",
+        r"perihilar (?:haze|haziness|opacit(?:y|ies))", r"fluid overload", r"heart failure", r"\bchf\b",
+    ],
+    "Consolidation": [r"consolidat\w*", r"airspace consolidation"],
+    "Pneumonia": [r"pneumonias?", r"infection", r"infectious process"],
+    "Atelectasis": [
+        r"atelecta\w*", r"plate-?like (?:band|opacit(?:y|ies)|densit(?:y|ies))", r"volume loss", r"collapse of the \w+ lobe",
+        r"lobar collapse",
+    ],
+    "Pneumothorax": [r"pneumothora(?:x|ces)", r"apical lucency"],
+    "Pleural Effusion": [
+        r"(?:pleural )?effusions?", r"pleural fluid", r"blunting of the (?:\w+ )?(?:costophrenic|cp) angles?",
+        r"(?:costophrenic|cp) angle blunting", r"hydrothorax", r"layering fluid",
+    ],
+    "Pleural Other": [r"pleural thickening", r"fibrothorax", r"pleural (?:scarring|plaques?)"],
+    "Fracture": [r"fractur\w*"],
+    "Support Devices": [
+        r"(?:endotracheal|et|ng|nasogastric|chest|enteric|feeding|tracheostomy|orogastric) tubes?", r"catheters?",
+        r"(?:picc|central venous|central|midline|swan-ganz) lines?", r"pacemakers?", r"\bicd\b", r"sternotomy wires",
+        r"support devices?", r"port-?a-?cath", r"stents?", r"defibrillator",
+    ],
+}
+
+# Phrases that state a label is absent without a negation word.
+_NORMAL: dict[str, list[str]] = {
+    "Cardiomegaly": [
+        r"heart(?: size)? (?:is |appears |remains )?(?:normal|within normal limits|top[- ]normal|upper limits of normal)",
+        r"normal(?:-sized)? (?:heart|cardiac silhouette|heart size|cardiac size)",
+        r"cardiac silhouette (?:is |appears )?(?:normal|within normal limits|unremarkable)",
+    ],
+    "Enlarged Cardiomediastinum": [
+        r"cardiomediastinal (?:silhouette|contours?) (?:is |are |appears |remains )?(?:normal|within normal limits|unremarkable|stable)",
+        r"normal cardiomediastinal", r"mediastin\w+ (?:is |are )?(?:normal|within normal limits|unremarkable)",
+    ],
+}
+
+_UNCERTAIN_PRE = re.compile(
+    r"\b(?:possible|possibly|cannot (?:be )?exclude(?:d)?|can ?not (?:be )?(?:exclude(?:d)?|ruled? out)|cannot rule out|"
+    r"may|might|could|likely|probable|probably|questionable|question of|suspicious for|suspected|suspect|"
+    r"concerning for|concern for|suggest(?:s|ive of|ing)?|consider(?:ed)?|equivocal|borderline|indeterminate|"
+    r"differential|presumed|uncertain|not excluded|vs\.?|versus|cannot be entirely excluded)\b"
+)
+_UNCERTAIN_POST = re.compile(
+    r"^\W*(?:is |are )?(?:not (?:entirely )?excluded|cannot be (?:entirely )?excluded|(?:is |are )?possible|(?:is |are )?suspected|"
+    r"versus|vs\b|\?)"
+)
+_NEGATION_PRE = re.compile(
+    r"\b(?:no|not|without|negative for|free of|clear of|absence of|resolved|resolution of|removed|rather than|"
+    r"ruled out|rules out|exclude[sd]?|never|nor|neither)\b"
+)
+_NEGATION_POST = re.compile(
+    r"^\W*(?:(?:is|are|has|have)\s+)?(?:(?:now|been)\s+)*(?:absent|resolved|cleared|removed|"
+    r"not (?:seen|present|identified|appreciated|evident|visualized|demonstrated)|no longer (?:seen|present|visualized|evident))"
+)
+# Words that end the reach of a negation or uncertainty cue inside a sentence.
+_SCOPE_BREAK = re.compile(r"\b(?:but|however|although|though|while|which|aside from|apart from|except|whereas)\b|[;:]")
+_SENTENCE = re.compile(r"(?<=[.!?\n])\s+|\n+")
+
+_SEVERITY = re.compile(r"\b(trace|tiny|small|mild|minimal|moderate|large|severe|marked|massive|extensive|substantial)\b")
+_SIDE = re.compile(r"\b(left|right|bilateral|bibasilar|bibasal|both)\b")
+
+_COMPILED = {label: [re.compile(r"\b" + p) for p in pats] for label, pats in _MENTIONS.items()}
+_COMPILED_NORMAL = {label: [re.compile(r"\b" + p) for p in pats] for label, pats in _NORMAL.items()}
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One mention of a label in a report."""
+
+    label: str
+    status: int  # 1 positive, 0 negative, -1 uncertain
+    text: str
+    sentence: int
+    severity: str | None = None
+    side: str | None = None
+
+
+def split_sentences(report: str) -> list[str]:
+    text = re.sub(r"\b(?:findings|impression|history|comparison|indication|technique)\s*:", "\n", report, flags=re.I)
+    return [s.strip() for s in _SENTENCE.split(text) if s and s.strip(" .")]
+
+
+def find_mentions(report: str) -> list[Mention]:
+    """Every label mention in `report` with its status, severity and laterality."""
+    mentions: list[Mention] = []
+    for si, sentence in enumerate(split_sentences(report)):
+        low = sentence.lower()
+        taken: list[tuple[int, int]] = []
+        for label, patterns in _COMPILED_NORMAL.items():
+            for pat in patterns:
+                for m in pat.finditer(low):
+                    taken.append((m.start(), m.end()))
+                    mentions.append(Mention(label, NEGATIVE, m.group(0), si))
+        for label, patterns in _COMPILED.items():
+            spans: list[tuple[int, int]] = []
+            for pat in patterns:
+                for m in pat.finditer(low):
+                    s, e = m.start(), m.end()
+                    if any(s < te and ts < e for ts, te in taken + spans):
+                        continue  # inside a normality phrase or an overlapping synonym
+                    spans.append((s, e))
+                    if label == "Support Devices" and "pleural line" in low[max(0, s - 8) : e + 8]:
+                        continue
+                    mentions.append(_classify(label, low, s, e, si))
+    return mentions
+
+
+def _classify(label: str, low: str, start: int, end: int, si: int) -> Mention:
+    clause_start = 0
+    for b in _SCOPE_BREAK.finditer(low, 0, start):
+        clause_start = b.end()
+    brk = _SCOPE_BREAK.search(low, end)
+    clause_end = brk.start() if brk else len(low)
+    before, inside, after = low[clause_start:start], low[start:end], low[end:clause_end]
+    if _UNCERTAIN_PRE.search(before) or _UNCERTAIN_POST.search(after):
+        status = UNCERTAIN
+    elif _NEGATION_PRE.search(before + " " + inside) or _NEGATION_POST.search(after):
+        status = NEGATIVE
+    else:
+        status = POSITIVE
+    near = low[max(clause_start, start - 40) : min(clause_end, end + 30)]
+    sev = _SEVERITY.search(near)
+    side = _SIDE.search(near)
+    side_word = side.group(1) if side else None
+    if side_word in ("bibasilar", "bibasal", "both"):
+        side_word = "bilateral"
+    return Mention(label, status, low[start:end], si, sev.group(1) if sev else None, side_word)
+
+
+def label_report(report: str) -> dict[str, int | None]:
+    """The 14 CheXpert labels of one report: 1, 0, -1, or None when not mentioned."""
+    by_label: dict[str, set[int]] = {}
+    for m in find_mentions(report or ""):
+        by_label.setdefault(m.label, set()).add(m.status)
+    out: dict[str, int | None] = {}
+    for label in LABELS:
+        statuses = by_label.get(label)
+        if not statuses:
+            out[label] = None
+        elif POSITIVE in statuses:
+            out[label] = POSITIVE
+        elif UNCERTAIN in statuses:
+            out[label] = UNCERTAIN
+        else:
+            out[label] = NEGATIVE
+    sick = any(out[label] in (POSITIVE, UNCERTAIN) for label in PATHOLOGIES)
+    out["No Finding"] = 0 if sick else 1
+    return out
+
+
+def label_reports(reports: pd.Series | list[str]) -> pd.DataFrame:
+    """Label many reports; one nullable Int8 column per label."""
+    rows = [label_report(r) for r in reports]
+    df = pd.DataFrame(rows, columns=list(LABELS))
+    return df.astype("Int8")

@@ -1,0 +1,34 @@
+"""Errors a user can act on: each names what was wrong and where."""
+
+from __future__ import annotations
+
+
+class PairaugError(Exception):
+    """Base class for errors reported to the user as one clear line (no traceback)."""
+
+
+class InputError(PairaugError):
+    """Bad input data: names the file, and where known the row and the field."""
+
+    def __init__(self, message: str, *, file: object = None, row: object = None, field: str | None = None):
+        self.file, self.row, self.field = file, row, field
+        where = []
+        if file is not None:
+            where.append(f"file {file}")
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{message} ({', '.join(where)})" if where else message)
+
+
+class ParamError(PairaugError):
+    """A bad value in params.yaml: names the dotted key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"params.yaml: {key}: {message}")
+
+
+class QualityGateError(PairaugError):
+    """Synthetic pairs failed the Great Expectations suite."""

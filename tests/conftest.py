@@ -1,0 +1,85 @@
+"""Shared fixtures: a temporary copy of the repository with tiny params, and the real-CXR samples."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CXR = Path(__file__).resolve().parent / "fixtures" / "real-cxr"  # copy of ../shared/real-cxr (see its README)
+
+# Params small enough for the whole pipeline to run in CI in a few minutes; deep-merged over params.yaml.
+TINY_PARAMS: dict = {
+    "data": {"phantom": {"train_patients": 40, "valid_patients": 12, "test_patients": 30}},
+}
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def repo_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files: what a clone (plus the current change) holds."""
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
+                         capture_output=True, text=True).stdout.split("\n")
+    return [f for f in out if f and (REPO / f).is_file()]
+
+
+def copy_repo(dest: Path, params_override: dict | None = None) -> Path:
+    """Copy the repository's files into `dest`, make it a git repo, and overlay params."""
+    for rel in repo_files():
+        if rel.startswith(("data/", "models/", "metrics/")) and rel != "data/.gitkeep":
+            continue  # outputs: the copy must build them itself
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, target)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params = deep_merge(params, params_override or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.email=test@pairaug", "-c", "user.name=test"]
+    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    return dest
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, timeout: int = 1800):
+    """Run a command with the test interpreter's environment; return the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **(env or {})}
+    full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
+    full_env.pop("DVC_ROOT", None)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A repository copy on tiny params on which `dvc repro` has run the whole pipeline once."""
+    dest = copy_repo(tmp_path_factory.mktemp("repo"), TINY_PARAMS)
+    run(["dvc", "repro"], dest)
+    return dest
+
+
+@pytest.fixture
+def fresh_repo(tmp_path) -> Path:
+    """A repository copy on tiny params with nothing run yet."""
+    return copy_repo(tmp_path / "repo", TINY_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def real_cxr() -> Path:
+    if not (REAL_CXR / "manifest.csv").exists():
+        pytest.skip(f"real chest X-ray samples not found at {REAL_CXR}")
+    return REAL_CXR
