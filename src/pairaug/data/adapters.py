@@ -7,6 +7,7 @@ Adapters only read tables and resolve paths; images are decoded later, one at a 
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ def iter_csv(path: str | Path, *, image_column: str = "image", report_column: st
 # ---------------------------------------------------------------- MIMIC-CXR-JPG
 
 _SECTION = re.compile(r"^\s*([A-Z][A-Z /]+):", re.M)
+_TITLE = re.compile(r"^\s*FINAL REPORT\b")
 
 
 def mimic_report_text(text: str) -> str:
@@ -107,7 +109,21 @@ def mimic_report_text(text: str) -> str:
         parts.append("FINDINGS: " + sections["FINDINGS"])
     if sections.get("IMPRESSION"):
         parts.append("IMPRESSION: " + sections["IMPRESSION"])
-    return " ".join(parts) if parts else " ".join(text.split())
+    if parts:
+        return " ".join(parts)
+    # No FINDINGS/IMPRESSION: the whole text, less the "FINAL REPORT" title every MIMIC report starts with
+    # (otherwise a report holding only that title read as non-empty and slipped past the empty-report check).
+    return " ".join(_TITLE.sub("", text, count=1).split())
+
+
+def _read_report(path: Path) -> str:
+    """A report text file as UTF-8; a bad byte is an InputError naming the file (was an uncaught traceback)."""
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"report is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8",
+                         file=path, field="report") from None
 
 
 def _first_existing(root: Path, names: tuple[str, ...]) -> Path:
@@ -143,8 +159,7 @@ def iter_mimic(root: str | Path, *, views: list[str] | None = None, use_dataset_
         report_file = reports_root / folder / f"s{study}.txt"
         if not report_file.exists():
             raise InputError(f"report file not found: {report_file}", file=split_csv, row=i, field="study_id")
-        report = _require_text(mimic_report_text(report_file.read_text(encoding="utf-8", errors="strict")),
-                               report_file, None, "report")
+        report = _require_text(mimic_report_text(_read_report(report_file)), report_file, None, "report")
         split = {"validate": "valid"}.get(cell(splits, i, "split"), cell(splits, i, "split"))
         yield SourceRecord(
             patient_id=subject, study_id=study, image=root / folder / f"s{study}" / f"{dicom}.jpg", report=report,

@@ -8,7 +8,6 @@ else from the report labeler. Splits are by patient: the dataset's official spli
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -179,6 +178,7 @@ def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str |
     """Write `out_dir/pairs.parquet` and `out_dir/images/` atomically; return the pairs frame."""
     out_dir = Path(out_dir)
     rows: list[dict] = []
+    origins: list[tuple] = []
     seen: dict[str, tuple] = {}
     with atomic_path(out_dir) as tmp:
         (tmp / "images").mkdir(parents=True)
@@ -195,11 +195,11 @@ def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str |
                         chunk_rows.append(row)
                         tasks.append(task)
                     results = pool.map(_image_task, tasks) if pool else map(_image_task, tasks)
-                    for row, task, (_, error) in zip(chunk_rows, tasks, results):
+                    for row, (_, error) in zip(chunk_rows, results):
                         if error:
                             file, r, fld = row.pop("_origin")
                             raise InputError(error.rstrip(), file=file, row=r, field=fld)
-                        row.pop("_origin")
+                        origins.append(row.pop("_origin"))
                         rows.append(row)
                     bar.update(len(chunk))
         finally:
@@ -208,11 +208,28 @@ def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str |
         if not rows:
             raise InputError(f"data source {cfg.source!r} produced no pairs")
         df = pairs_frame(rows)
-        validate_pairs(df, tmp / "pairs.parquet", require_report=cfg.source not in adapters.LABEL_ONLY_SOURCES)
+        try:
+            validate_pairs(df, out_dir / "pairs.parquet", require_report=cfg.source not in adapters.LABEL_ONLY_SOURCES)
+        except InputError as e:
+            raise _at_source(e, origins) from None
         write_parquet(df, tmp / "pairs.parquet")
     if metrics_path:
         write_json(metrics_path, data_metrics(df, cfg))
     return df
+
+
+def _at_source(e: InputError, origins: list[tuple]) -> InputError:
+    """Re-point a manifest check's error at the source record that made the row.
+
+    The manifest being checked lives in a temp folder that is deleted on failure, so naming it (and its
+    row) would send the user nowhere; the source file and row are what they can fix.
+    """
+    if e.row is None or not 0 <= int(e.row) < len(origins) or origins[int(e.row)][0] == "phantom":
+        return e
+    where = str(InputError("", file=e.file, row=e.row, field=e.field))
+    message = str(e)[: -len(where)] if where and str(e).endswith(where) else str(e)
+    file, row, field = origins[int(e.row)]
+    return InputError(f"{message} (checked in the manifest's '{e.field}' column)", file=file, row=row, field=field)
 
 
 def _row_and_task(rec, cfg: DataConfig, seed: int, tmp: Path, seen: dict) -> tuple[dict, tuple]:
