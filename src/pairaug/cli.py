@@ -56,8 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions():
-    """Subcommands contributed by other concerns (rewrite preview, audit, ui)."""
-    return []
+    """Subcommands contributed by other concerns (rewrite preview, audit, ui): a list of register functions."""
+    from pairaug.rewrite.cli import register as register_rewrite
+
+    return [register_rewrite]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

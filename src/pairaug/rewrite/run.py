@@ -1,0 +1,475 @@
+"""The `rewrite` stage: every train report → one new report per task, with labels and accounting.
+
+For LLM backends the unique (task, report) requests not yet in the cache go through a bounded thread
+pool; each answer is committed to the cache as it arrives, so a crash, a kill or a dead server costs
+only the requests in flight, and a rerun requests only what is missing. After
+`rewrite.abort_after_failures` consecutive transient failures (server down) the run stops asking and
+records the rest as not attempted. Answers longer than `max_words` are cut at a sentence boundary;
+reports shorter than `min_words` are skipped. Every train pair gets a row: `ok`, `failed` (with the
+reason) or `skipped_short` — nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from pairaug.data import labeler
+from pairaug.data.labeler import label_report
+from pairaug.data.schema import LABELS, read_pairs
+from pairaug.errors import PairaugError
+from pairaug.io import atomic_path, repo_root, stable_hash, write_json, write_parquet
+from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
+from pairaug.rewrite.config import RewriteConfig
+from pairaug.rewrite.llm import Answer, ChatBackend
+from pairaug.rewrite.prompts import Prompt, get_prompt
+from pairaug.rewrite.rules import RulesRewriter
+
+log = logging.getLogger("pairaug.rewrite")
+
+COLUMNS: tuple[str, ...] = (
+    "source_pair_id", "task", "report_new", *LABELS, "backend", "model", "prompt_sha", "cache_key",
+    "prompt_tokens", "completion_tokens", "status", "reason", "truncated",
+)
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+_STATUS_NAME = {1: "pos", 0: "neg", -1: "unc", None: "none"}
+
+
+# ---------------------------------------------------------------- text helpers
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def limit_words(text: str, max_words: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_words` words at the last sentence end (else mid-sentence); cut or not."""
+    words = text.split()
+    if len(words) <= max_words:
+        return text, False
+    ends = [i + 1 for i, w in enumerate(words[:max_words]) if _SENTENCE_END.search(w)]
+    if ends:
+        return " ".join(words[: ends[-1]]), True
+    return " ".join(words[:max_words]).rstrip(",;:") + ".", True
+
+
+def cache_path(cfg: RewriteConfig) -> Path:
+    """The cache file; relative paths are taken from the repository root (DVC_ROOT under `dvc exp run`)."""
+    p = Path(cfg.cache_path).expanduser()
+    return p if p.is_absolute() else repo_root() / p
+
+
+_LABELER_SHA: str | None = None
+
+
+def labeler_version() -> str:
+    """A hash of the labeler's source: memoised labels are reused only while the labeler is unchanged."""
+    global _LABELER_SHA
+    if _LABELER_SHA is None:
+        _LABELER_SHA = hashlib.sha256(Path(labeler.__file__).read_bytes()).hexdigest()[:12]
+    return _LABELER_SHA
+
+
+def label_many(texts: list[str], cache: ResponseCache | None) -> dict[str, dict[str, int | None]]:
+    """Labeler output for each distinct text, memoised in the cache when there is one."""
+    distinct = list(dict.fromkeys(texts))
+    if cache is None:
+        return {t: label_report(t) for t in distinct}
+    version = labeler_version()
+    keys = {t: stable_hash("labels", version, t, length=32) for t in distinct}
+    known = cache.get_labels(keys.values())
+    out: dict[str, dict[str, int | None]] = {}
+    fresh: dict[str, dict[str, int | None]] = {}
+    for t, k in keys.items():
+        if k in known:
+            out[t] = known[k]
+        else:
+            out[t] = fresh[k] = label_report(t)
+    cache.put_labels(fresh)
+    return out
+
+
+# ---------------------------------------------------------------- accounting
+
+
+@dataclass
+class TaskStats:
+    task: str
+    rows: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped_short: int = 0
+    truncated: int = 0
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    deduplicated: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    intent_matches: int | None = None
+    reasons: Counter = field(default_factory=Counter)
+    labels: dict = field(default_factory=dict)
+
+    def cost(self, cfg: RewriteConfig) -> float:
+        return (self.prompt_tokens * cfg.price.prompt_per_1k + self.completion_tokens * cfg.price.completion_per_1k) / 1000
+
+    def as_dict(self, cfg: RewriteConfig) -> dict:
+        out = {
+            "rows": self.rows, "ok": self.ok, "failed": self.failed, "skipped_short": self.skipped_short,
+            "truncated": self.truncated, "requests": self.requests, "retries": self.retries,
+            "cache_hits": self.cache_hits, "deduplicated": self.deduplicated,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "tokens": self.prompt_tokens + self.completion_tokens, "estimated_cost_usd": round(self.cost(cfg), 6),
+            "failure_reasons": dict(self.reasons.most_common(5)), "labels": self.labels,
+        }
+        if self.intent_matches is not None:
+            out["intent_match_share"] = _share(self.intent_matches, self.ok)
+        return out
+
+
+def _share(a: int, b: int) -> float:
+    return round(a / b, 4) if b else 0.0
+
+
+def label_change_stats(source: list[dict], new: list[dict]) -> dict:
+    """How the labels of the new reports differ from their sources' (labeler on both)."""
+    n = len(new)
+    changed = kept = total_changes = 0
+    per_label: Counter = Counter()
+    transitions: Counter = Counter()
+    for src, dst in zip(source, new):
+        diff = [lab for lab in LABELS if lab != "No Finding" and src[lab] != dst[lab]]
+        total_changes += len(diff)
+        if diff or src["No Finding"] != dst["No Finding"]:
+            changed += 1
+        else:
+            kept += 1
+        for lab in diff:
+            per_label[lab] += 1
+            transitions[f"{_STATUS_NAME[src[lab]]}->{_STATUS_NAME[dst[lab]]}"] += 1
+    return {
+        "compared": n, "changed_share": _share(changed, n), "kept_share": _share(kept, n),
+        "mean_labels_changed": round(total_changes / n, 4) if n else 0.0,
+        "per_label_changes": dict(sorted(per_label.items())), "transitions": dict(sorted(transitions.items())),
+    }
+
+
+# ---------------------------------------------------------------- backends
+
+
+def make_backend(cfg: RewriteConfig, seed: int, abort: threading.Event | None = None) -> RulesRewriter | ChatBackend:
+    if cfg.backend == "rules":
+        return RulesRewriter(seed, cfg.max_words)
+    return ChatBackend(cfg, abort=abort)
+
+
+def _row(pair_id: str, task: str, text: str | None, labels: dict | None, backend: str, model: str, prompt: Prompt,
+         key: str, pt: int, ct: int, status: str, reason: str | None, truncated: bool) -> dict:
+    row = {"source_pair_id": pair_id, "task": task, "report_new": text}
+    row.update({lab: (labels or {}).get(lab) for lab in LABELS})
+    row.update(backend=backend, model=model, prompt_sha=prompt.sha, cache_key=key, prompt_tokens=pt,
+               completion_tokens=ct, status=status, reason=reason, truncated=truncated)
+    return row
+
+
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("source_pair_id", "task", "report_new", "backend", "model", "prompt_sha", "cache_key", "status", "reason"):
+        df[col] = df[col].astype("string")
+    for lab in LABELS:
+        df[lab] = df[lab].astype("Int8")
+    for col in ("prompt_tokens", "completion_tokens"):
+        df[col] = df[col].astype("int64")
+    df["truncated"] = df["truncated"].astype(bool)
+    return df
+
+
+# ---------------------------------------------------------------- one task
+
+
+def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.DataFrame, seed: int,
+                  progress: bool = True) -> tuple[pd.DataFrame, TaskStats]:
+    prompt = get_prompt(task, cfg.prompt_overrides())
+    stats = TaskStats(task, rows=len(pairs), intent_matches=0)
+    rows, src_labels, new_labels = [], [], []
+    for pair_id, report in tqdm(list(zip(pairs["pair_id"], pairs["report"])), desc=f"rewrite {task}", unit="report",
+                                disable=not progress, mininterval=0.5):
+        key = cache_key("rules", rw.model, task, prompt.sha, {"seed": seed, "source": pair_id}, report)
+        if count_words(report) < cfg.min_words:
+            stats.skipped_short += 1
+            rows.append(_row(pair_id, task, None, None, "rules", rw.model, prompt, key, 0, 0, "skipped_short",
+                             f"report has {count_words(report)} words (< rewrite.min_words = {cfg.min_words})", False))
+            continue
+        answer = rw.rewrite(task, report, pair_id)
+        text, truncated = limit_words(answer.text, cfg.max_words)
+        labels = label_report(text)
+        stats.ok += 1
+        stats.truncated += truncated
+        stats.intent_matches += labels == answer.intended
+        src_labels.append(label_report(report))
+        new_labels.append(labels)
+        rows.append(_row(pair_id, task, text, labels, "rules", rw.model, prompt, key, 0, 0, "ok", None, truncated))
+    stats.labels = label_change_stats(src_labels, new_labels)
+    return rows_frame(rows), stats
+
+
+def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.DataFrame, cache: ResponseCache,
+                progress: bool = True) -> tuple[pd.DataFrame, TaskStats]:
+    prompt = get_prompt(task, cfg.prompt_overrides())
+    sampling = backend.sampling()
+    stats = TaskStats(task, rows=len(pairs))
+    ids = [str(x) for x in pairs["pair_id"]]
+    reports = [str(x) for x in pairs["report"]]
+    keys = [cache_key(backend.name, backend.model, task, prompt.sha, sampling, r) for r in reports]
+    short = [count_words(r) < cfg.min_words for r in reports]
+    wanted: dict[str, str] = {}  # key -> report, in first-seen order (identical reports are asked once)
+    for k, r, s in zip(keys, reports, short):
+        if not s:
+            wanted.setdefault(k, r)
+    stats.deduplicated = sum(not s for s in short) - len(wanted)
+
+    answers: dict[str, CachedAnswer] = {}
+    for k, a in cache.get_many(wanted).items():
+        if a.status == "ok" or not cfg.retry_failed:
+            answers[k] = a
+    stats.cache_hits = len(answers)
+    todo = [k for k in wanted if k not in answers]
+    failures: dict[str, Answer] = {}  # transient failures: reported, not cached
+    if todo:
+        log.info("rewrite %s: %d reports, %d from the cache, %d to request from %s (concurrency %d)", task,
+                 len(wanted), stats.cache_hits, len(todo), backend.describe(), cfg.concurrency)
+        _request_all(backend, cfg, prompt, todo, wanted, cache, answers, failures, stats, progress)
+
+    ok_texts: dict[str, tuple[str, bool]] = {k: limit_words(a.text or "", cfg.max_words)
+                                             for k, a in answers.items() if a.status == "ok"}
+    labels = label_many([t for t, _ in ok_texts.values()] + [r for k, r in zip(keys, reports) if k in ok_texts], cache)
+    rows, src_labels, new_labels = [], [], []
+    for pair_id, report, key, is_short in zip(ids, reports, keys, short):
+        if is_short:
+            stats.skipped_short += 1
+            rows.append(_row(pair_id, task, None, None, backend.name, backend.model, prompt, key, 0, 0, "skipped_short",
+                             f"report has {count_words(report)} words (< rewrite.min_words = {cfg.min_words})", False))
+            continue
+        a = answers.get(key)
+        if a is not None and a.status == "ok":
+            text, truncated = ok_texts[key]
+            stats.ok += 1
+            stats.truncated += truncated
+            src_labels.append(labels[report])
+            new_labels.append(labels[text])
+            rows.append(_row(pair_id, task, text, labels[text], backend.name, backend.model, prompt, key,
+                             a.prompt_tokens, a.completion_tokens, "ok", None, truncated))
+        else:
+            reason = a.reason if a is not None else failures[key].reason
+            stats.failed += 1
+            stats.reasons[_reason_kind(reason)] += 1
+            pt, ct = (a.prompt_tokens, a.completion_tokens) if a is not None else (0, 0)
+            rows.append(_row(pair_id, task, None, None, backend.name, backend.model, prompt, key, pt, ct, "failed",
+                             reason, False))
+    stats.labels = label_change_stats(src_labels, new_labels)
+    return rows_frame(rows), stats
+
+
+def _reason_kind(reason: str | None) -> str:
+    text = re.sub(r"^after \d+ attempts: ", "", reason or "unknown")
+    return text[:80]
+
+
+def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo: list[str], wanted: dict[str, str],
+                 cache: ResponseCache, answers: dict[str, CachedAnswer], failures: dict[str, Answer],
+                 stats: TaskStats, progress: bool) -> None:
+    """Ask for every key in `todo` with at most `cfg.concurrency` requests in flight."""
+    abort = backend.abort
+    abort.clear()
+    consecutive, last_reason = 0, ""
+    queue = iter(todo)
+    pending: dict[Future, str] = {}
+    bar = tqdm(total=len(todo), desc=f"rewrite {prompt.task}", unit="report", disable=not progress, mininterval=0.5)
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="rewrite")
+
+    def submit_next() -> bool:
+        key = next(queue, None)
+        if key is None:
+            return False
+        if abort.is_set():
+            failures[key] = Answer("failed", reason=f"not attempted: the run stopped after {consecutive} consecutive "
+                                                    f"failures (last: {last_reason})", final=False)
+            bar.update(1)
+            return True
+        pending[pool.submit(backend.rewrite, prompt.text, wanted[key])] = key
+        return True
+
+    try:
+        for _ in range(cfg.concurrency * 2):  # a short queue keeps memory flat and aborts prompt
+            if not submit_next():
+                break
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                key = pending.pop(fut)
+                ans = fut.result()  # FatalBackendError propagates and stops the run
+                stats.requests += ans.requests
+                stats.retries += ans.retries
+                if ans.status == "ok" or ans.final:
+                    entry = CachedAnswer(ans.status, ans.text, ans.reason, ans.prompt_tokens, ans.completion_tokens)
+                    cache.put(key, entry, backend=backend.name, model=backend.model, prompt_sha=prompt.sha)
+                    answers[key] = entry
+                    stats.prompt_tokens += ans.prompt_tokens
+                    stats.completion_tokens += ans.completion_tokens
+                else:
+                    failures[key] = ans
+                if ans.status == "failed" and ans.transient and not abort.is_set():
+                    consecutive, last_reason = consecutive + 1, ans.reason or ""
+                    if consecutive >= cfg.abort_after_failures:
+                        log.error("rewrite %s: %d consecutive failures (last: %s); not sending the remaining reports",
+                                  prompt.task, consecutive, last_reason)
+                        abort.set()
+                elif ans.status == "ok" or not ans.transient:
+                    consecutive = 0
+                bar.update(1)
+                bar.set_postfix(retries=stats.retries, failed=len(failures), refresh=False)
+                while len(pending) < cfg.concurrency * 2 and submit_next():
+                    pass
+    except BaseException:
+        abort.set()  # workers stop retrying; queued requests are cancelled below
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/prepared/pairs.parquet",
+                out_dir: str | Path = "data/rewritten", metrics_path: str | Path | None = "metrics/rewrite.json",
+                *, progress: bool = True) -> dict:
+    """Rewrite the train split for every configured task; write the manifests and metrics; return metrics."""
+    pairs = read_pairs(pairs_path)
+    train = pairs[pairs["split"] == "train"].reset_index(drop=True)
+    if cfg.limit is not None:
+        train = train.head(cfg.limit)
+    if train.empty:
+        raise PairaugError(f"no train pairs to rewrite in {pairs_path}")
+    backend = make_backend(cfg, seed)
+    cache = ResponseCache(cache_path(cfg)) if isinstance(backend, ChatBackend) else None
+    started = time.monotonic()
+    frames: dict[str, pd.DataFrame] = {}
+    task_stats: dict[str, TaskStats] = {}
+    try:
+        for task in cfg.tasks:
+            if isinstance(backend, ChatBackend):
+                frames[task], task_stats[task] = rewrite_llm(backend, cfg, task, train, cache, progress)
+            else:
+                frames[task], task_stats[task] = rewrite_rules(backend, cfg, task, train, seed, progress)
+            s = task_stats[task]
+            log.info("rewrite %s: %d ok, %d failed, %d skipped (short), %d truncated; %d requests, %d retries, "
+                     "%d cache hits", task, s.ok, s.failed, s.skipped_short, s.truncated, s.requests, s.retries,
+                     s.cache_hits)
+    finally:
+        if cache is not None:
+            cache.close()
+        if isinstance(backend, ChatBackend):
+            backend.close()
+
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for task, df in frames.items():
+            write_parquet(df, tmp / f"{task}.parquet")
+    metrics = build_metrics(cfg, backend, task_stats)
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    log.info("rewrite: done in %.1f s; %d requests, %d cache hits, %d failed, est. cost $%.4f",
+             time.monotonic() - started, metrics["requests"], metrics["cache_hits"], metrics["failures"],
+             metrics["estimated_cost_usd"])
+    attempted = metrics["rows"] - metrics["skipped_short"]
+    if attempted and metrics["failures"] / attempted > cfg.max_failed_fraction:
+        reasons = Counter()
+        for s in task_stats.values():
+            reasons.update(s.reasons)
+        top = "; ".join(f"{n}× {r}" for r, n in reasons.most_common(3))
+        raise PairaugError(
+            f"rewrite: {metrics['failures']} of {attempted} reports failed (more than rewrite.max_failed_fraction = "
+            f"{cfg.max_failed_fraction}): {top}. Outputs list each failure with its reason in {out_dir}; answers "
+            f"received are cached, so a rerun requests only the missing reports.")
+    return metrics
+
+
+def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats]) -> dict:
+    tasks = {t: s.as_dict(cfg) for t, s in task_stats.items()}
+    total = lambda name: sum(t[name] for t in tasks.values())  # noqa: E731
+    return {
+        "backend": getattr(backend, "name", cfg.backend),
+        "model": getattr(backend, "model", ""),
+        "rows": total("rows"),
+        "ok": total("ok"),
+        "failures": total("failed"),
+        "skipped_short": total("skipped_short"),
+        "truncated": total("truncated"),
+        "requests": total("requests"),
+        "retries": total("retries"),
+        "cache_hits": total("cache_hits"),
+        "prompt_tokens": total("prompt_tokens"),
+        "completion_tokens": total("completion_tokens"),
+        "tokens": total("tokens"),
+        "estimated_cost_usd": round(sum(s.cost(cfg) for s in task_stats.values()), 6),
+        "price_per_1k": {"prompt": cfg.price.prompt_per_1k, "completion": cfg.price.completion_per_1k},
+        "tasks": tasks,
+    }
+
+
+# ---------------------------------------------------------------- one report (CLI preview)
+
+
+def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache: bool = True) -> dict:
+    """Rewrite one report with the configured backend, as the stage would; nothing is written but the cache."""
+    prompt = get_prompt(task, cfg.prompt_overrides())
+    backend = make_backend(cfg, seed)
+    source_labels = label_report(report)
+    out = {"task": task, "backend": backend.name, "model": backend.model, "prompt_sha": prompt.sha,
+           "source_labels": source_labels, "from_cache": False, "truncated": False, "reason": None}
+    if isinstance(backend, RulesRewriter):
+        pair_id = stable_hash("preview", report)
+        out["cache_key"] = cache_key("rules", backend.model, task, prompt.sha, {"seed": seed, "source": pair_id}, report)
+        text = backend.rewrite(task, report, pair_id).text
+        status, reason = "ok", None
+    else:
+        key = cache_key(backend.name, backend.model, task, prompt.sha, backend.sampling(), report)
+        out["cache_key"] = key
+        cache = ResponseCache(cache_path(cfg)) if use_cache else None
+        try:
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None and (hit.status == "ok" or not cfg.retry_failed):
+                out["from_cache"] = True
+                status, text, reason = hit.status, hit.text, hit.reason
+            else:
+                ans = backend.rewrite(prompt.text, report)
+                status, text, reason = ans.status, ans.text, ans.reason
+                if cache is not None and (ans.status == "ok" or ans.final):
+                    cache.put(key, CachedAnswer(ans.status, ans.text, ans.reason, ans.prompt_tokens,
+                                                ans.completion_tokens),
+                              backend=backend.name, model=backend.model, prompt_sha=prompt.sha)
+        finally:
+            if cache is not None:
+                cache.close()
+            backend.close()
+    out["status"] = status
+    out["reason"] = reason
+    if status == "ok" and text is not None:
+        text, out["truncated"] = limit_words(text, cfg.max_words)
+        out["report_new"] = text
+        out["labels"] = label_report(text)
+    else:
+        out["report_new"] = None
+        out["labels"] = None
+    return out
