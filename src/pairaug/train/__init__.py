@@ -1,0 +1,1 @@
+"""Training loops: contrastive CLIP pretraining (scorer and VLP) and diffusion (generator)."""

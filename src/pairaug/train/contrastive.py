@@ -1,0 +1,141 @@
+"""Contrastive (CLIP / InfoNCE) training on image-report pairs, with checkpoint selection on valid.
+
+Used by `fit-scorer` (the pruning scorer) and by `pretrain@mix` (the VLP model). Images are held as
+one uint8 tensor (the pipeline's images are small; a user's 224 px MIMIC run streams through the
+same loop in batches). Augmentation is a small random shift, enough to regularise a scarce train set.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import CLIPModel, PreTrainedTokenizerBase
+
+from pairaug.models.clip import ImagePreprocessor, text_max_length, tokenize
+from pairaug.params import positive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ContrastiveConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = 0.9  # SGD only (CheXzero used SGD, lr 1e-4, momentum 0.9)
+    warmup_steps: int = 20
+    shift: int = 2  # random translation in pixels
+    select_every: int = 1  # evaluate on valid every N epochs
+
+    def validate(self, prefix: str) -> None:
+        positive(prefix, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every)
+
+
+@dataclass
+class TrainHistory:
+    epochs: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    valid_score: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = -math.inf
+
+    def as_dict(self) -> dict:
+        return {"epoch": self.epochs, "train_loss": self.train_loss, "valid_score": self.valid_score,
+                "best_epoch": self.best_epoch, "best_score": self.best_score}
+
+
+def clip_loss(model: CLIPModel, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+              attention_mask: torch.Tensor) -> torch.Tensor:
+    out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+    logits = out.logits_per_image
+    target = torch.arange(logits.shape[0])
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+
+
+def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to `shift` pixels (edge padding), a cheap augmentation."""
+    if shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift), mode="replicate")
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # (n, h)
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # (n, w)
+    idx_r = rows[:, None, :, None].expand(n, x.shape[1], h, padded.shape[-1])
+    out = padded.gather(2, idx_r)
+    idx_c = cols[:, None, None, :].expand(n, x.shape[1], h, w)
+    return out.gather(3, idx_c)
+
+
+def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocessor,
+               images: torch.Tensor, texts: list[str], cfg: ContrastiveConfig, seed: int,
+               select: Callable[[CLIPModel], float], *, weights: torch.Tensor | None = None,
+               on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[CLIPModel, TrainHistory]:
+    """Train `model` on (images[i], texts[i]); return the model at the best `select` score (higher = better).
+
+    `weights` (optional, per pair) sets how often a pair is drawn: the synthetic share of a mix.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    tokens = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
+    n = len(texts)
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) *
+                                              0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    history = TrainHistory()
+    best_state = copy.deepcopy(model.state_dict())
+    with tqdm(total=total, desc="contrastive", unit="step", disable=None) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            if weights is None:
+                order = torch.randperm(n, generator=gen)
+            else:
+                order = torch.multinomial(weights, n, replacement=True, generator=gen)
+            losses = []
+            for s in range(steps_per_epoch):
+                idx = order[s * batch:(s + 1) * batch]
+                pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)
+                loss = clip_loss(model, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                with torch.no_grad():  # CLIP clamps the temperature at 100
+                    model.logit_scale.clamp_(0, math.log(100))
+                losses.append(loss.item())
+                bar.update(1)
+            train_loss = sum(losses) / len(losses)
+            if epoch % cfg.select_every == 0 or epoch == cfg.epochs:
+                model.eval()
+                with torch.inference_mode():
+                    score = float(select(model))
+                history.epochs.append(epoch)
+                history.train_loss.append(train_loss)
+                history.valid_score.append(score)
+                if score > history.best_score:
+                    history.best_score, history.best_epoch = score, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{score:.3f}")
+                if on_epoch:
+                    on_epoch(epoch, train_loss, score)
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history

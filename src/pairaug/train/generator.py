@@ -1,0 +1,126 @@
+"""The `fit-generator` stage's logic: train the embedded text-to-image UNet, or adopt a checkpoint.
+
+The embedded generator is conditioned on the frozen text encoder of the scorer (`models/scorer`),
+so it shares its tokenizer. Its quality check generates images from held-out test reports and asks
+a pixel linear probe, trained on real images, whether the conditioned findings are visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPTextModel
+
+from pairaug.data.phantom import FINDINGS
+from pairaug.data.schema import read_pairs
+from pairaug.evaluate.pixel_probe import PixelProbe, mean_auc
+from pairaug.io import atomic_path, seed_from, stable_hash
+from pairaug.models.checkpoints import adopt_external, resolve
+from pairaug.models.clip import check_folder
+from pairaug.models.generator import (
+    TextToImagePipeline,
+    UNetArch,
+    embedded_unet,
+    load_generator,
+    train_scheduler,
+)
+from pairaug.params import positive
+from pairaug.train.diffusion import DiffusionTrainConfig, train_unet
+from pairaug.train.scorer import load_split_images
+
+log = logging.getLogger(__name__)
+
+# The labels the generator's quality is judged on (the findings that are large enough to check at 32 px).
+CHECK_LABELS = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Edema")
+
+
+@dataclass
+class GeneratorCheck:
+    reports: int = 300  # test reports to generate from
+    steps: int = 20
+    guidance: float = 3.5
+
+    def validate(self, prefix: str) -> None:
+        positive(prefix, reports=self.reports, steps=self.steps, guidance=self.guidance)
+
+
+@dataclass
+class GeneratorConfig:
+    checkpoint: str | None = None  # a Stable Diffusion–format folder (RoentGen); null trains the embedded one
+    arch: UNetArch = field(default_factory=UNetArch)
+    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
+    check: GeneratorCheck = field(default_factory=GeneratorCheck)
+
+
+def fit_generator(cfg: GeneratorConfig, seed: int, pairs_path: str | Path, scorer_dir: str | Path,
+                  out_dir: str | Path) -> dict:
+    """Write the generator folder `out_dir`; return metrics (the pixel-probe check)."""
+    pairs_path = Path(pairs_path)
+    root = pairs_path.parent
+    pairs = read_pairs(pairs_path)
+    if cfg.checkpoint:
+        adopt_external(out_dir, check_folder(cfg.checkpoint, "generator.checkpoint"), "diffusers")
+        pipe = load_generator(cfg.checkpoint)
+        info: dict = {"external": str(cfg.checkpoint)}
+    else:
+        text_dir, _ = resolve(scorer_dir)
+        text_encoder = CLIPTextModel.from_pretrained(text_dir, local_files_only=True).eval().requires_grad_(False)
+        tokenizer = AutoTokenizer.from_pretrained(text_dir, local_files_only=True)
+        train = pairs[pairs["split"] == "train"]
+        images = load_split_images(train, root)
+        size = int(images.shape[-1])
+        torch.manual_seed(seed)
+        unet = embedded_unet(cfg.arch, size, text_encoder.config.hidden_size)
+        scheduler = train_scheduler()
+        pipe = TextToImagePipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+        pipe.unet = train_unet(pipe, images, train["report"].tolist(), cfg.train, seed, scheduler)
+        with atomic_path(out_dir) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+        pipe = load_generator(out_dir)
+        info = {"params": int(sum(p.numel() for p in unet.parameters())), "train_steps": cfg.train.steps}
+    info["check"] = probe_check(pipe, pairs, root, cfg.check, seed)
+    return info
+
+
+def probe_check(pipe: TextToImagePipeline, pairs, root: Path, check: GeneratorCheck, seed: int) -> dict:
+    """Generate from test reports; a pixel probe trained on real train+valid images reads their labels."""
+    real = pairs[pairs["split"] != "test"]
+    test = pairs[pairs["split"] == "test"]
+    labels = [label for label in FINDINGS if (real[label] == 1).any()]
+    targets = {label: real[label].fillna(0).to_numpy() == 1 for label in labels}
+    probe = PixelProbe(labels).fit(load_split_images(real, root).numpy(), targets)
+    sample = test.sample(n=min(check.reports, len(test)), random_state=seed).sort_values("pair_id")
+    size = int(load_gray_size(root, pairs))
+    seeds = [seed_from("generator-check", seed, pid) for pid in sample["pair_id"]]
+    images = []
+    for start in range(0, len(sample), 64):
+        out = pipe(sample["report"].iloc[start:start + 64].tolist(), seeds[start:start + 64],
+                   num_inference_steps=check.steps, guidance_scale=check.guidance)
+        images.append(resize_batch(out, size))
+    generated = np.concatenate(images)
+    sample_targets = {label: sample[label].fillna(0).to_numpy() == 1 for label in labels}
+    gen_auc = probe.auc(generated, sample_targets)
+    real_auc = probe.auc(load_split_images(sample, root).numpy(), sample_targets)
+    checked = {k: gen_auc[k] for k in CHECK_LABELS if k in gen_auc}
+    return {"generated_auc": gen_auc, "real_auc": real_auc, "mean_auc_checked": mean_auc(checked),
+            "checked_labels": list(checked), "reports": len(sample), "steps": check.steps,
+            "guidance": check.guidance, "sample_sha": stable_hash(sample["pair_id"].tolist())}
+
+
+def load_gray_size(root: Path, pairs) -> int:
+    from pairaug.data.images import load_gray
+
+    return load_gray(root / pairs["image"].iloc[0]).shape[0]
+
+
+def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """Generated images to the dataset's stored size (a no-op for the embedded generator)."""
+    if images.shape[-1] == size:
+        return images
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.LANCZOS)) for im in images])

@@ -1,0 +1,18 @@
+"""DVC stage `fit-generator`: train the embedded text-to-image UNet (or adopt generator.checkpoint)."""
+
+from pairaug.io import write_json
+from pairaug.params import load_params, section
+from pairaug.stage import run_stage
+from pairaug.train.generator import GeneratorConfig, fit_generator
+
+
+def main() -> None:
+    params = load_params()
+    cfg = section(GeneratorConfig, params, "generator")
+    info = fit_generator(cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "models/scorer",
+                         "models/generator")
+    write_json("metrics/generator.json", info)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,27 @@
+"""DVC stages `inter-generate` and `image-only-generate`: one new image per report from fresh noise.
+
+Usage: python stages/generate.py inter|image_only
+"""
+
+import sys
+
+from pairaug.errors import ParamError
+from pairaug.generate.inter import SamplingConfig
+from pairaug.generate.run import generate_fresh
+from pairaug.params import load_params, section
+from pairaug.stage import run_stage
+
+
+def main() -> None:
+    branch = sys.argv[1] if len(sys.argv) > 1 else ""
+    if branch not in ("inter", "image_only"):
+        raise ParamError("stage argument", f"expected inter or image_only, got {branch!r}")
+    params = load_params()
+    cfg = section(SamplingConfig, params, "generate")
+    generate_fresh(branch, cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
+                   rewritten_dir="data/rewritten", generator_dir="models/generator",
+                   out_dir=f"data/synthetic/{branch}", work_root="data/.work")
+
+
+if __name__ == "__main__":
+    run_stage(main)
