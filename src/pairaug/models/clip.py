@@ -121,6 +121,12 @@ def _fit(values: tuple[float, ...], channels: int) -> list[float]:
     return (values * channels)[:channels]
 
 
+def features(out) -> torch.Tensor:
+    """Projected features from `get_image_features` / `get_text_features` (a tensor in transformers 4,
+    a model output whose pooler_output holds them in transformers 5)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
     return tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pairaug.data.images import load_gray
 from pairaug.errors import PairaugError
 from pairaug.models.checkpoints import resolve
-from pairaug.models.clip import load_clip, text_max_length, tokenize
+from pairaug.models.clip import features, load_clip, text_max_length, tokenize
 
 
 class Scorer(Protocol):
@@ -45,7 +45,7 @@ class ClipScorer:
         for start in range(0, len(images), self.batch_size):
             chunk = _as_gray_batch(images[start:start + self.batch_size])
             feats = self.model.get_image_features(pixel_values=self.preprocess(chunk))
-            out.append(F.normalize(_tensor(feats), dim=-1))
+            out.append(F.normalize(features(feats), dim=-1))
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.projection_dim), np.float32)
 
     @torch.inference_mode()
@@ -54,13 +54,8 @@ class ClipScorer:
         for start in range(0, len(texts), self.batch_size):
             tok = tokenize(self.tokenizer, texts[start:start + self.batch_size], self.max_length)
             feats = self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-            out.append(F.normalize(_tensor(feats), dim=-1))
+            out.append(F.normalize(features(feats), dim=-1))
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.projection_dim), np.float32)
-
-
-def _tensor(feats) -> torch.Tensor:
-    """transformers 5 returns a model output from get_*_features; older versions a tensor."""
-    return feats if isinstance(feats, torch.Tensor) else feats.pooler_output
 
 
 class MedClipScorer:

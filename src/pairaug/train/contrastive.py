@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ContrastiveConfig:
-    epochs: int = 30
+    steps: int = 200  # optimizer steps (the same for every mix, so mixes get the same compute)
     batch_size: int = 128
     lr: float = 5e-4
     weight_decay: float = 0.1
@@ -35,23 +35,23 @@ class ContrastiveConfig:
     momentum: float = 0.9  # SGD only (CheXzero used SGD, lr 1e-4, momentum 0.9)
     warmup_steps: int = 20
     shift: int = 2  # random translation in pixels
-    select_every: int = 1  # evaluate on valid every N epochs
+    select_every: int = 10  # evaluate on valid every N steps (and at the end)
 
     def validate(self, prefix: str) -> None:
-        positive(prefix, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every)
+        positive(prefix, steps=self.steps, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every)
 
 
 @dataclass
 class TrainHistory:
-    epochs: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     valid_score: list[float] = field(default_factory=list)
-    best_epoch: int = 0
+    best_step: int = 0
     best_score: float = -math.inf
 
     def as_dict(self) -> dict:
-        return {"epoch": self.epochs, "train_loss": self.train_loss, "valid_score": self.valid_score,
-                "best_epoch": self.best_epoch, "best_score": self.best_score}
+        return {"step": self.steps, "train_loss": self.train_loss, "valid_score": self.valid_score,
+                "best_step": self.best_step, "best_score": self.best_score}
 
 
 def clip_loss(model: CLIPModel, pixel_values: torch.Tensor, input_ids: torch.Tensor,
@@ -81,61 +81,62 @@ def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> tor
 def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocessor,
                images: torch.Tensor, texts: list[str], cfg: ContrastiveConfig, seed: int,
                select: Callable[[CLIPModel], float], *, weights: torch.Tensor | None = None,
-               on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[CLIPModel, TrainHistory]:
+               on_eval: Callable[[int, float, float], None] | None = None) -> tuple[CLIPModel, TrainHistory]:
     """Train `model` on (images[i], texts[i]); return the model at the best `select` score (higher = better).
 
-    `weights` (optional, per pair) sets how often a pair is drawn: the synthetic share of a mix.
+    Batches are drawn without replacement within a pass over the data; `weights` (optional, per pair)
+    instead draws pairs in proportion to their weight (how a mix sets its synthetic share).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tokens = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
     n = len(texts)
     batch = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total = cfg.epochs * steps_per_epoch
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = cfg.steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) *
                                               0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     history = TrainHistory()
     best_state = copy.deepcopy(model.state_dict())
+    order, pos, losses = torch.empty(0, dtype=torch.long), 0, []
     with tqdm(total=total, desc="contrastive", unit="step", disable=None) as bar:
-        for epoch in range(1, cfg.epochs + 1):
+        for step in range(1, total + 1):
+            if pos + batch > len(order):  # a new pass over the data
+                order = (torch.randperm(n, generator=gen) if weights is None
+                         else torch.multinomial(weights, n, replacement=True, generator=gen))
+                pos = 0
+            idx = order[pos:pos + batch]
+            pos += batch
             model.train()
-            if weights is None:
-                order = torch.randperm(n, generator=gen)
-            else:
-                order = torch.multinomial(weights, n, replacement=True, generator=gen)
-            losses = []
-            for s in range(steps_per_epoch):
-                idx = order[s * batch:(s + 1) * batch]
-                pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)
-                loss = clip_loss(model, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                with torch.no_grad():  # CLIP clamps the temperature at 100
-                    model.logit_scale.clamp_(0, math.log(100))
-                losses.append(loss.item())
-                bar.update(1)
-            train_loss = sum(losses) / len(losses)
-            if epoch % cfg.select_every == 0 or epoch == cfg.epochs:
+            pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)
+            loss = clip_loss(model, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            with torch.no_grad():  # CLIP clamps the temperature at 100
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(loss.item())
+            bar.update(1)
+            if step % cfg.select_every == 0 or step == total:
                 model.eval()
                 with torch.inference_mode():
                     score = float(select(model))
-                history.epochs.append(epoch)
+                train_loss = sum(losses) / len(losses)
+                losses = []
+                history.steps.append(step)
                 history.train_loss.append(train_loss)
                 history.valid_score.append(score)
                 if score > history.best_score:
-                    history.best_score, history.best_epoch = score, epoch
+                    history.best_score, history.best_step = score, step
                     best_state = copy.deepcopy(model.state_dict())
                 bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{score:.3f}")
-                if on_epoch:
-                    on_epoch(epoch, train_loss, score)
+                if on_eval:
+                    on_eval(step, train_loss, score)
     model.load_state_dict(best_state)
     model.eval()
     return model, history

@@ -1,0 +1,119 @@
+"""The `evaluate@mix` stage's logic: zero-shot and linear-probe AUCs of every seed's model of a mix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pairaug.data.schema import COMPETITION_LABELS, LABELS, read_pairs
+from pairaug.evaluate.linear_probe import linear_probe
+from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, roc_points, zero_shot_probs
+from pairaug.models.clip import features, load_clip, text_max_length, tokenize
+from pairaug.train.pretrain import ZeroShotPrompts
+from pairaug.train.scorer import load_split_images
+
+
+@dataclass
+class EvaluateConfig:
+    prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
+    probe_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    probe_draws: int = 5  # repeated draws of the small fractions, averaged
+    batch_size: int = 512
+
+
+class VisionLanguageModel:
+    """A pretrained CLIP folder with what evaluation needs: embeddings and frozen image features."""
+
+    def __init__(self, folder: str | Path, batch_size: int = 512):
+        self.model, self.tokenizer, self.preprocess = load_clip(folder)
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tok = tokenize(self.tokenizer, texts, text_max_length(self.model, self.tokenizer))
+        e = features(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
+        return F.normalize(e, dim=-1).numpy()
+
+    @torch.inference_mode()
+    def encode_images(self, images: torch.Tensor) -> np.ndarray:
+        out = [features(self.model.get_image_features(pixel_values=self.preprocess(images[s:s + self.batch_size])))
+               for s in range(0, len(images), self.batch_size)]
+        return F.normalize(torch.cat(out), dim=-1).numpy()
+
+    @torch.inference_mode()
+    def image_features(self, images: torch.Tensor) -> np.ndarray:
+        """The frozen encoder's pooled output (before the projection), what a linear probe reads."""
+        out = [self.model.vision_model(pixel_values=self.preprocess(images[s:s + self.batch_size])).pooler_output
+               for s in range(0, len(images), self.batch_size)]
+        return torch.cat(out).numpy()
+
+
+def binary_targets(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:
+    """Ground truth for AUC: positive = 1; negative, uncertain or unmentioned = 0."""
+    return {label: (df[label].fillna(0).to_numpy() == 1) for label in labels}
+
+
+def evaluable_labels(df: pd.DataFrame) -> list[str]:
+    return [label for label in LABELS if label != "No Finding" and (df[label] == 1).any() and (df[label] != 1).any()]
+
+
+def evaluate_model(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, tuple[torch.Tensor, pd.DataFrame]],
+                   seed: int) -> tuple[dict, list[dict]]:
+    """Zero-shot and linear-probe AUCs on the test split; ROC rows of the zero-shot scores."""
+    test_images, test = splits["test"]
+    labels = evaluable_labels(test)
+    targets = binary_targets(test, labels)
+    pos, neg = class_embeddings(vlp.encode_texts, labels, cfg.prompts.positive, cfg.prompts.negative)
+    probs = zero_shot_probs(vlp.encode_images(test_images), pos, neg)
+    zs = auc_per_label(probs, targets, labels)
+    competition = [zs[k] for k in COMPETITION_LABELS if zs.get(k) is not None]
+    feats = {name: vlp.image_features(imgs) for name, (imgs, _) in splits.items()}
+    probe = linear_probe(feats["train"], binary_targets(splits["train"][1], labels), feats["valid"],
+                         binary_targets(splits["valid"][1], labels), feats["test"], targets, labels,
+                         cfg.probe_fractions, seed, cfg.probe_draws)
+    probe_means = {frac: _mean([v for k, v in aucs.items() if k in COMPETITION_LABELS]) for frac, aucs in probe.items()}
+    result = {"zeroshot": {"auc": zs, "mean_auc": _mean(competition)},
+              "linear_probe": {"auc": probe, "mean_auc": probe_means}}
+    return result, roc_points(probs, targets, labels)
+
+
+def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFrame]]:
+    prepared = Path(prepared)
+    pairs = read_pairs(prepared)
+    return {split: (load_split_images(part, prepared.parent), part)
+            for split, part in ((s, pairs[pairs["split"] == s]) for s in ("train", "valid", "test"))}
+
+
+def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int) -> tuple[dict, list[dict]]:
+    """Evaluate every seed-<s>/ model under `mix_dir`; mean ± std over seeds."""
+    splits = load_splits(prepared)
+    per_seed, roc = {}, []
+    for folder in sorted(Path(mix_dir).glob("seed-*")):
+        result, rows = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed)
+        per_seed[folder.name.removeprefix("seed-")] = result
+        roc += [{**r, "seed": folder.name.removeprefix("seed-")} for r in rows]
+    return {"seeds": per_seed, "summary": summarise(per_seed)}, roc
+
+
+def summarise(per_seed: dict[str, dict]) -> dict:
+    """Mean and std over seeds of every number in the per-seed results (same structure)."""
+    def walk(items: list) -> object:
+        first = items[0]
+        if isinstance(first, dict):
+            return {k: walk([it.get(k) for it in items]) for k in first}
+        values = [v for v in items if isinstance(v, (int, float)) and v is not None]
+        if not values:
+            return None
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values)}
+    return walk(list(per_seed.values())) if per_seed else {}
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None

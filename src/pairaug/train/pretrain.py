@@ -1,0 +1,180 @@
+"""The `pretrain@mix` stage's logic: CheXzero-style CLIP pretraining on real + a mix of synthetic pairs.
+
+A mix names the synthetic branches it adds to the real train pairs (`pretrain.mixes`); every mix
+trains for the same number of steps from the same initialisation, so only the data differs. The
+checkpoint is selected on the valid split (zero-shot mean AUC over the CheXpert competition labels),
+never on the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import CLIPModel
+
+from pairaug.data.schema import COMPETITION_LABELS, read_pairs
+from pairaug.errors import InputError, ParamError
+from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, zero_shot_probs
+from pairaug.io import atomic_path, write_json, write_parquet
+from pairaug.models.clip import (
+    ClipArch,
+    ImagePreprocessor,
+    check_folder,
+    embedded_config,
+    features,
+    load_clip,
+    text_max_length,
+    tokenize,
+)
+from pairaug.models.tokenizer import train_tokenizer
+from pairaug.params import in_range
+from pairaug.train.contrastive import ContrastiveConfig, train_clip
+from pairaug.train.scorer import load_split_images, valid_loss_fn
+
+log = logging.getLogger(__name__)
+
+BRANCHES = ("paraphrase", "image_only", "inter", "intra")
+
+
+@dataclass
+class ZeroShotPrompts:
+    positive: list[str] = field(default_factory=lambda: ["{}"])
+    negative: list[str] = field(default_factory=lambda: ["no {}"])
+
+
+@dataclass
+class PretrainConfig:
+    # mix name → the synthetic branches added to the real train pairs
+    mixes: dict[str, list[str]] = field(default_factory=lambda: {
+        "none": [], "text_only": ["paraphrase"], "image_only": ["image_only"], "inter": ["inter"],
+        "intra": ["intra"], "pairaug": ["inter", "intra"]})
+    seeds: list[int] = field(default_factory=lambda: [0])
+    init_checkpoint: str | None = None  # an OpenAI CLIP folder (ViT-B/32); null: the embedded config
+    vocab_size: int = 1000
+    arch: ClipArch = field(default_factory=ClipArch)
+    train: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    # Share of each batch drawn from synthetic pairs; null: real and synthetic pairs drawn alike.
+    synthetic_share: float | None = None
+    select_by: Literal["zeroshot", "loss"] = "zeroshot"
+    prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
+
+    def validate(self, prefix: str) -> None:
+        for mix, branches in self.mixes.items():
+            for b in branches:
+                if b not in BRANCHES:
+                    raise ParamError(f"{prefix}.mixes.{mix}", f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
+        if not self.seeds:
+            raise ParamError(f"{prefix}.seeds", "needs at least one seed")
+        if self.synthetic_share is not None:
+            in_range(prefix, "synthetic_share", self.synthetic_share, 0.0, 1.0)
+
+
+def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: str | Path) -> pd.DataFrame:
+    """Real train pairs + the mix's validated synthetic pairs: (pair_id, branch, report, image_path)."""
+    if mix not in cfg.mixes:
+        raise ParamError("pretrain.mixes", f"no mix named {mix!r} (have: {', '.join(cfg.mixes)})")
+    prepared, validated = Path(prepared), Path(validated)
+    real = read_pairs(prepared)
+    real = real[real["split"] == "train"]
+    frames = [pd.DataFrame({"pair_id": real["pair_id"], "branch": "real", "report": real["report"],
+                            "path": [str(prepared.parent / p) for p in real["image"]]})]
+    branches = cfg.mixes[mix]
+    if branches:
+        if not validated.exists():
+            raise InputError("validated synthetic pairs not found (run `dvc repro validate`)", file=validated)
+        syn = pd.read_parquet(validated)
+        syn = syn[syn["branch"].isin(branches)]
+        missing = set(branches) - set(syn["branch"])
+        if missing:
+            raise InputError(f"mix {mix!r} needs branch(es) {sorted(missing)} but no validated pair has them",
+                             file=validated, field="branch")
+        frames.append(pd.DataFrame({"pair_id": syn["pair_id"], "branch": syn["branch"], "report": syn["report"],
+                                    "path": [str(validated.parent / p) for p in syn["image"]]}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def sampling_weights(branch: pd.Series, share: float | None) -> torch.Tensor | None:
+    synthetic = (branch != "real").to_numpy()
+    if share is None or not synthetic.any():
+        return None
+    w = np.where(synthetic, share / synthetic.sum(), (1 - share) / max(1, (~synthetic).sum()))
+    return torch.tensor(w, dtype=torch.double)
+
+
+def zeroshot_select(tokenizer, preprocess, images: torch.Tensor, targets: dict[str, np.ndarray],
+                    prompts: ZeroShotPrompts, labels: list[str]):
+    """Selection score: valid zero-shot mean AUC over the labels present in the valid split."""
+    def score(model: CLIPModel) -> float:
+        def encode_texts(texts: list[str]) -> np.ndarray:
+            tok = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
+            e = features(model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
+            return torch.nn.functional.normalize(e, dim=-1).numpy()
+
+        img = features(model.get_image_features(pixel_values=preprocess(images)))
+        img = torch.nn.functional.normalize(img, dim=-1).numpy()
+        pos, neg = class_embeddings(encode_texts, labels, prompts.positive, prompts.negative)
+        aucs = [a for a in auc_per_label(zero_shot_probs(img, pos, neg), targets, labels).values() if a is not None]
+        return float(np.mean(aucs)) if aucs else 0.0
+    return score
+
+
+def new_model(cfg: PretrainConfig, train_reports: list[str], image_size: int, images: torch.Tensor):
+    """(model, tokenizer, preprocess): from init_checkpoint, or the embedded config from scratch."""
+    if cfg.init_checkpoint:
+        return load_clip(check_folder(cfg.init_checkpoint, "pretrain.init_checkpoint"))
+    tokenizer = train_tokenizer(train_reports, cfg.vocab_size, cfg.arch.max_positions)
+    model = CLIPModel(embedded_config(cfg.arch, len(tokenizer), image_size))
+    x = images.float() / 255
+    preprocess = ImagePreprocessor(image_size, cfg.arch.channels, (float(x.mean()),), (float(x.std()),))
+    return model, tokenizer, preprocess
+
+
+def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path, validated: str | Path,
+                 out_dir: str | Path) -> dict:
+    """Train one model per seed of `cfg.seeds` into out_dir/seed-<s>/; return a summary."""
+    pairs = mix_pairs(mix, cfg, prepared, validated)
+    real = read_pairs(prepared)
+    valid = real[real["split"] == "valid"]
+    images = torch.from_numpy(np.stack([_load(p) for p in pairs["path"]]))
+    valid_images = load_split_images(valid, Path(prepared).parent)
+    labels = [lab for lab in COMPETITION_LABELS if (valid[lab] == 1).any()]
+    targets = {lab: valid[lab].fillna(0).to_numpy() == 1 for lab in labels}
+    train_reports = pairs.loc[pairs["branch"] == "real", "report"].tolist()
+    summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in pairs["branch"].value_counts().items()},
+                     "seeds": {}}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for s in cfg.seeds:
+            run_seed = seed * 1000 + s
+            torch.manual_seed(run_seed)
+            model, tokenizer, preprocess = new_model(cfg, train_reports, int(images.shape[-1]), images)
+            if cfg.select_by == "zeroshot":
+                select = zeroshot_select(tokenizer, preprocess, valid_images, targets, cfg.prompts, labels)
+            else:
+                select = valid_loss_fn(tokenizer, preprocess, valid_images, valid["report"].tolist())
+            model, history = train_clip(model, tokenizer, preprocess, images, pairs["report"].tolist(), cfg.train,
+                                        run_seed, select, weights=sampling_weights(pairs["branch"], cfg.synthetic_share))
+            folder = tmp / f"seed-{s}"
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            preprocess.save(folder)
+            write_json(folder / "history.json", history.as_dict())
+            summary["seeds"][str(s)] = {"best_step": history.best_step, "valid_score": history.best_score}
+        # Exactly which pairs trained these models: the audit trail (pair ids, branches, image paths).
+        used = pairs.assign(path=[str(Path(p)) for p in pairs["path"]])
+        write_parquet(used, tmp / "training_pairs.parquet")
+        (tmp / "mix.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _load(path: str) -> np.ndarray:
+    from pairaug.data.images import load_gray
+
+    return load_gray(path)

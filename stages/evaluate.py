@@ -1,0 +1,27 @@
+"""DVC stage `evaluate@<mix>`: zero-shot and linear-probe AUCs of the mix's models on the test split.
+
+Usage: python stages/evaluate.py <mix>
+"""
+
+import sys
+
+from pairaug.errors import ParamError
+from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
+from pairaug.io import write_json
+from pairaug.params import load_params, section
+from pairaug.stage import run_stage
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise ParamError("stage argument", "usage: python stages/evaluate.py <mix>")
+    mix = sys.argv[1]
+    params = load_params()
+    cfg = section(EvaluateConfig, params, "evaluate")
+    result, roc = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))
+    write_json(f"metrics/eval/{mix}.json", {"mix": mix, **result})
+    write_json(f"metrics/eval/roc/{mix}.json", roc)
+
+
+if __name__ == "__main__":
+    run_stage(main)

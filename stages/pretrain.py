@@ -1,0 +1,25 @@
+"""DVC stage `pretrain@<mix>`: CLIP pretraining on real train pairs + the mix's validated synthetic pairs.
+
+Usage: python stages/pretrain.py <mix>
+"""
+
+import sys
+
+from pairaug.errors import ParamError
+from pairaug.params import load_params, section
+from pairaug.stage import run_stage
+from pairaug.train.pretrain import PretrainConfig, pretrain_mix
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise ParamError("stage argument", "usage: python stages/pretrain.py <mix>")
+    mix = sys.argv[1]
+    params = load_params()
+    cfg = section(PretrainConfig, params, "pretrain")
+    pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated/pairs.parquet",
+                 f"models/vlp/{mix}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
