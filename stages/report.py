@@ -1,0 +1,60 @@
+"""DVC stage `report`: the ablation table over mixes, a t-SNE of real vs synthetic, and galleries."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pairaug.data.schema import read_pairs
+from pairaug.figures import gallery_html, tsne_figure
+from pairaug.models.scorer import load_scorer
+from pairaug.params import load_params, section
+from pairaug.report import write_report
+from pairaug.stage import run_stage
+from pairaug.train.pretrain import PretrainConfig
+
+PREPARED = Path("data/prepared/pairs.parquet")
+PRUNED = Path("data/pruned")
+
+
+@dataclass
+class ReportConfig:
+    tsne_per_set: int = 300  # points per set (real, inter, intra) in the t-SNE
+    gallery_pairs: int = 24  # pairs per branch in each gallery
+
+
+def main() -> None:
+    params = load_params()
+    cfg = section(ReportConfig, params, "report")
+    pretrain = section(PretrainConfig, params, "pretrain")
+    fractions = [f"{f * 100:g}%" for f in params.get("evaluate", {}).get("probe_fractions", [0.01, 0.1, 1.0])]
+    seed = params.get("seed", 0)
+    write_report(list(pretrain.mixes), len(pretrain.seeds), fractions, "metrics/eval", "metrics/ablation.md",
+                 "metrics/ablation.json")
+
+    real = read_pairs(PREPARED)
+    train = real[real["split"] == "train"]
+    real_images = {pid: PREPARED.parent / rel for pid, rel in zip(real["pair_id"], real["image"])}
+    candidates = pd.read_parquet(PRUNED / "candidates.parquet")
+    sets = {"real": _sample(train, PREPARED.parent, cfg.tsne_per_set, seed)}
+    for branch in ("inter", "intra"):
+        sets[branch] = _sample(candidates[candidates["branch"] == branch], PRUNED, cfg.tsne_per_set, seed)
+    tsne_figure(load_scorer("models/scorer"), sets, "metrics/tsne.png", seed)
+
+    intra_manifest = Path("data/synthetic/intra/manifest.parquet")
+    source_branch = {}
+    if intra_manifest.exists():
+        m = pd.read_parquet(intra_manifest, columns=["pair_id", "source_image"])
+        source_branch = {pid: intra_manifest.parent / rel for pid, rel in zip(m["pair_id"], m["source_image"])}
+    for branch in sorted(candidates["branch"].unique()):
+        gallery_html(branch, candidates, PRUNED, real_images, f"data/report/gallery/{branch}.html", cfg.gallery_pairs,
+                     seed, source_branch if branch == "intra" else None)
+
+
+def _sample(df: pd.DataFrame, root: Path, n: int, seed: int) -> tuple[list[str], list[str]]:
+    part = df.sample(n=min(n, len(df)), random_state=seed) if len(df) else df
+    return [str(root / rel) for rel in part["image"]], part["report"].tolist()
+
+
+if __name__ == "__main__":
+    run_stage(main)
