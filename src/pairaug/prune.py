@@ -1,0 +1,383 @@
+"""The `prune` stage's logic (PairAug step 4): score every synthetic candidate pair, keep the aligned ones.
+
+Branches and their scores (all cosines between the scorer's embeddings, `f_img` / `f_txt`):
+
+- `inter`, `image_only`, `paraphrase`: S_a = cos(f_img(x̃), f_txt(ỹ)); keep iff S_a > τ (`prune.inter_tau`).
+  The baselines go through the same rule so every augmentation mix is pruned alike. `paraphrase` pairs
+  are the real train image with its paraphrased report (the text-only baseline).
+- `intra` (x' edited image, y' its report, x / y the REAL image and report of the source pair):
+  S1 = cos(f_img(x'), f_txt(y')), S2 = cos(f_img(x'), f_img(x)),
+  S3 = cos(f_img(x') − f_img(x), f_txt(y') − f_txt(y)); keep iff S_k > μ_k / s − λ for k = 1, 2, 3,
+  with μ_k the mean of S_k over all intra candidates (PairAug's code: s = 1.0, λ = 0.003).
+
+Every distinct image and text is encoded once (one real image serves a paraphrase and an intra
+candidate, one real report several intra candidates), in batches, in a fixed (sorted) order so a rerun
+gives the same bytes. Outputs: `candidates.parquet` (every candidate with its scores, thresholds,
+`kept` and `reason`) and `pairs.parquet` (the kept pairs of all branches in one schema; image paths
+relative to the output folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pairaug.data.schema import LABELS, read_pairs
+from pairaug.errors import InputError, ParamError
+from pairaug.io import atomic_path, sha256_file, stable_hash, write_parquet
+from pairaug.models.scorer import Scorer
+from pairaug.params import in_range, positive
+
+log = logging.getLogger(__name__)
+
+BRANCHES: tuple[str, ...] = ("inter", "intra", "image_only", "paraphrase")
+SYNTHETIC_BRANCHES: tuple[str, ...] = ("inter", "intra", "image_only")  # branches with a generated manifest
+ALIGNMENT_BRANCHES: tuple[str, ...] = ("inter", "image_only", "paraphrase")  # kept by S_a > τ
+REWRITE_TASK = {"inter": "inter", "intra": "intra", "paraphrase": "paraphrase"}  # branch → data/rewritten/<task>
+SCORES: tuple[str, ...] = ("s_a", "s1", "s2", "s3")
+THRESHOLDS: tuple[str, ...] = ("tau", "thr_s1", "thr_s2", "thr_s3")  # the threshold each score must exceed
+TEXT_COLUMNS: tuple[str, ...] = ("pair_id", "branch", "source_pair_id", "patient_id", "report", "source_report",
+                                 "image", "image_sha256")
+PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, *LABELS)
+CANDIDATE_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "kept", "reason")
+MANIFEST_REQUIRED: tuple[str, ...] = ("pair_id", "source_pair_id", "report", "image", "image_sha256")
+
+
+@dataclass
+class PruneConfig:
+    inter_tau: float = 0.3  # S_a threshold for inter / image_only / paraphrase pairs (PairAug: 0.3 on MedCLIP)
+    intra_scale: float = 1.0  # s in S_k > μ_k / s − λ
+    intra_lambda: float = 0.003  # λ in S_k > μ_k / s − λ
+    batch_size: int = 512  # images / texts per scorer call
+
+    def validate(self, prefix: str) -> None:
+        in_range(prefix, "inter_tau", self.inter_tau, -1.0, 1.0)
+        positive(prefix, intra_scale=self.intra_scale, batch_size=self.batch_size)
+        if not np.isfinite(self.intra_lambda):
+            raise ParamError(f"{prefix}.intra_lambda", f"must be a finite number, got {self.intra_lambda!r}")
+
+
+# ------------------------------------------------------------------------------------------- scores
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Row-wise cosine similarity in float64 (0 where a row is the zero vector, as torch's cosine_similarity)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    num = np.einsum("ij,ij->i", a, b)
+    den = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), eps)
+    return np.clip(num / den, -1.0, 1.0)  # rounding can take |cos| a hair past 1
+
+
+def alignment_scores(img: np.ndarray, txt: np.ndarray) -> np.ndarray:
+    """S_a = cos(f_img(x), f_txt(y)) per row."""
+    return cosine_rows(img, txt)
+
+
+def intra_scores(img_new: np.ndarray, txt_new: np.ndarray, img_src: np.ndarray,
+                 txt_src: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(S1, S2, S3) per row: pair alignment, same patient, and the image changed as the report changed."""
+    img_new, txt_new = _unit(img_new), _unit(txt_new)
+    img_src, txt_src = _unit(img_src), _unit(txt_src)
+    return (cosine_rows(img_new, txt_new), cosine_rows(img_new, img_src),
+            cosine_rows(img_new - img_src, txt_new - txt_src))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """L2-normalise rows (the scorer's embeddings already are; this makes the scores scale-free)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def intra_thresholds(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, scale: float, lam: float) -> np.ndarray:
+    """[μ_1 / s − λ, μ_2 / s − λ, μ_3 / s − λ] with μ_k the mean of S_k over all intra candidates."""
+    if len(s1) == 0:
+        return np.full(3, np.nan)
+    return np.array([np.mean(s) / scale - lam for s in (s1, s2, s3)], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------- candidates
+
+
+@dataclass
+class Sources:
+    """Where the candidates come from (paths relative to the working directory)."""
+
+    prepared: Path = Path("data/prepared/pairs.parquet")
+    rewritten_dir: Path = Path("data/rewritten")
+    synthetic_dir: Path = Path("data/synthetic")
+
+
+def read_manifest(path: Path, branch: str) -> pd.DataFrame:
+    if not path.exists():
+        stage = branch.replace("_", "-") + "-generate"
+        raise InputError(f"{branch} manifest not found (run `dvc repro {stage}`)", file=path)
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise InputError(f"cannot read Parquet: {e}", file=path) from None
+    for col in MANIFEST_REQUIRED:
+        if col not in df.columns:
+            raise InputError(f"missing required column '{col}'", file=path, field=col)
+        bad = df[col].isna()
+        if bad.any():
+            raise InputError(f"empty {col}", file=path, row=int(np.flatnonzero(bad)[0]), field=col)
+    if "branch" in df.columns:
+        other = df["branch"] != branch
+        if other.any():
+            row = int(np.flatnonzero(other)[0])
+            raise InputError(f"branch {df['branch'].iloc[row]!r} in the {branch} manifest", file=path, row=row,
+                             field="branch")
+    return df.reset_index(drop=True)
+
+
+def read_rewritten_labels(path: Path) -> pd.DataFrame:
+    """The `ok` rows of a rewrite output, keyed by (source_pair_id, report), with the new report's labels."""
+    if not path.exists():
+        raise InputError("rewritten reports not found (run `dvc repro rewrite`)", file=path)
+    df = pd.read_parquet(path)
+    for col in ("source_pair_id", "report_new", "status", *LABELS):
+        if col not in df.columns:
+            raise InputError(f"missing column '{col}'", file=path, field=col)
+    ok = df[df["status"] == "ok"].rename(columns={"report_new": "report"})
+    return ok[["source_pair_id", "report", *LABELS]].drop_duplicates(["source_pair_id", "report"]).reset_index(drop=True)
+
+
+def _attach_source(df: pd.DataFrame, real: pd.DataFrame, file: Path) -> pd.DataFrame:
+    """Add the source pair's patient, report and real image (absolute) to each candidate."""
+    missing = ~df["source_pair_id"].isin(real.index)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise InputError(f"source_pair_id {df['source_pair_id'].iloc[row]!r} is not a pair of data/prepared",
+                         file=file, row=row, field="source_pair_id")
+    src = real.loc[df["source_pair_id"].to_numpy()]
+    df["patient_id"] = src["patient_id"].to_numpy()
+    df["source_report"] = src["report"].to_numpy()
+    df["real_image"] = src["real_image"].to_numpy()
+    return df
+
+
+def _attach_labels(df: pd.DataFrame, labels: pd.DataFrame, file: Path, manifest: Path) -> pd.DataFrame:
+    """The labels of each candidate's report, from the rewrite output that produced it."""
+    merged = df.merge(labels, on=["source_pair_id", "report"], how="left", indicator=True, validate="many_to_one")
+    missing = (merged["_merge"] != "both").to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise InputError(f"report of pair {df['pair_id'].iloc[row]!r} not found among the ok rows of {file} "
+                         "(synthetic data older than the rewrite output? rerun the generate stage)",
+                         file=manifest, row=row, field="report")
+    return merged.drop(columns="_merge")
+
+
+def _abs(path: str | Path) -> str:
+    """An absolute path without resolving symlinks (DVC may link data files into its cache)."""
+    return os.path.abspath(path)
+
+
+def load_candidates(sources: Sources) -> pd.DataFrame:
+    """Every candidate of every branch: ids, texts, absolute image paths (`image_abs`, `real_image`), labels."""
+    real = read_pairs(sources.prepared)
+    real_root = sources.prepared.parent
+    real = real.assign(real_image=[_abs(real_root / p) for p in real["image"]]).set_index("pair_id")
+    frames = []
+    for branch in SYNTHETIC_BRANCHES:
+        path = sources.synthetic_dir / branch / "manifest.parquet"
+        man = read_manifest(path, branch)
+        df = pd.DataFrame({"pair_id": man["pair_id"].astype(str), "branch": branch,
+                           "source_pair_id": man["source_pair_id"].astype(str), "report": man["report"].astype(str),
+                           "image_abs": [_abs(path.parent / p) for p in man["image"]],
+                           "image_sha256": man["image_sha256"].astype(str)})
+        df = _attach_source(df, real, path)
+        if branch == "image_only":  # the original report: the source pair's own labels
+            df = df.join(real[list(LABELS)], on="source_pair_id")
+        else:
+            labels_file = sources.rewritten_dir / f"{REWRITE_TASK[branch]}.parquet"
+            df = _attach_labels(df, read_rewritten_labels(labels_file), labels_file, path)
+        frames.append(df)
+    # The text-only baseline: the real train image with its paraphrased report.
+    para_file = sources.rewritten_dir / "paraphrase.parquet"
+    para = read_rewritten_labels(para_file)
+    para = para.assign(branch="paraphrase",
+                       pair_id=[stable_hash("paraphrase", s, r) for s, r in zip(para["source_pair_id"], para["report"])])
+    para = _attach_source(para, real, para_file)
+    para["image_abs"] = para["real_image"]
+    shas = {p: sha256_file(p) for p in sorted(set(para["image_abs"]))}
+    para["image_sha256"] = para["image_abs"].map(shas)
+    frames.append(para)
+    out = pd.concat(frames, ignore_index=True)
+    dup = out["pair_id"].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise InputError(f"pair_id {out['pair_id'].iloc[row]!r} appears twice among the candidates",
+                         file=f"data/synthetic/{out['branch'].iloc[row]}", field="pair_id")
+    for label in LABELS:
+        out[label] = out[label].astype("Int8")
+    return out
+
+
+# ----------------------------------------------------------------------------------------- scoring
+
+
+def encode_unique(scorer: Scorer, images: list[str], texts: list[str], batch_size: int,
+                  progress: bool = True) -> tuple[dict[str, int], np.ndarray, dict[str, int], np.ndarray]:
+    """Encode each distinct image path and text once, in sorted order: (index, embeddings) per modality."""
+    img_keys = sorted(set(images))
+    txt_keys = sorted(set(texts))
+    bar = tqdm(total=len(img_keys) + len(txt_keys), desc="prune-score", unit="item", disable=None if progress else True)
+    with bar:
+        img = _encode_in_chunks(scorer.encode_images, img_keys, batch_size, bar)
+        txt = _encode_in_chunks(scorer.encode_texts, txt_keys, batch_size, bar)
+    return {k: i for i, k in enumerate(img_keys)}, img, {k: i for i, k in enumerate(txt_keys)}, txt
+
+
+def _encode_in_chunks(encode, items: list, batch_size: int, bar: tqdm) -> np.ndarray:
+    out = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        out.append(np.asarray(encode(chunk), dtype=np.float32))
+        bar.update(len(chunk))
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, progress: bool = True) -> pd.DataFrame:
+    """Add scores, thresholds, `kept` and `reason` to the candidates (see the module docstring)."""
+    df = cands.copy()
+    intra = (df["branch"] == "intra").to_numpy()
+    images = df["image_abs"].tolist() + df.loc[intra, "real_image"].tolist()
+    texts = df["report"].tolist() + df.loc[intra, "source_report"].tolist()
+    img_ix, img, txt_ix, txt = encode_unique(scorer, images, texts, cfg.batch_size, progress)
+
+    def emb(table: np.ndarray, index: dict[str, int], keys: pd.Series) -> np.ndarray:
+        return table[[index[k] for k in keys]] if len(keys) else np.zeros((0, table.shape[1]), table.dtype)
+
+    for col in (*SCORES, *THRESHOLDS):
+        df[col] = np.nan
+    align = ~intra
+    sub = df[align]
+    df.loc[align, "s_a"] = alignment_scores(emb(img, img_ix, sub["image_abs"]), emb(txt, txt_ix, sub["report"]))
+    df.loc[align, "tau"] = cfg.inter_tau
+    sub = df[intra]
+    s1, s2, s3 = intra_scores(emb(img, img_ix, sub["image_abs"]), emb(txt, txt_ix, sub["report"]),
+                              emb(img, img_ix, sub["real_image"]), emb(txt, txt_ix, sub["source_report"]))
+    thr = intra_thresholds(s1, s2, s3, cfg.intra_scale, cfg.intra_lambda)
+    for k, (name, values) in enumerate((("s1", s1), ("s2", s2), ("s3", s3))):
+        df.loc[intra, name] = values
+        df.loc[intra, f"thr_{name}"] = thr[k]
+    kept = np.ones(len(df), dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(len(df))]
+    for score, threshold in zip(SCORES, THRESHOLDS):
+        has = df[score].notna().to_numpy()
+        below = has & ~(df[score].to_numpy() > df[threshold].to_numpy())
+        kept &= ~below
+        for i in np.flatnonzero(below):
+            reasons[i].append(f"{score} {df[score].iat[i]:.4f} <= {threshold} {df[threshold].iat[i]:.4f}")
+    df["kept"] = kept
+    df["reason"] = ["kept" if not r else "; ".join(r) for r in reasons]
+    return df
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+
+def finalize(scored: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Candidates in the output schema: image paths relative to `out_dir`, fixed column order and dtypes."""
+    df = scored.copy()
+    base = _abs(out_dir)
+    df["image"] = [Path(os.path.relpath(p, base)).as_posix() for p in df["image_abs"]]
+    df = df.sort_values(["branch", "pair_id"], key=_branch_order).reset_index(drop=True)
+    df = df[list(CANDIDATE_COLUMNS)]
+    for col in (*TEXT_COLUMNS, "reason"):
+        df[col] = df[col].astype(str)
+    for col in (*SCORES, *THRESHOLDS):
+        df[col] = df[col].astype("float64")
+    df["kept"] = df["kept"].astype(bool)
+    return df
+
+
+def _branch_order(col: pd.Series) -> pd.Series:
+    return col.map(BRANCHES.index) if col.name == "branch" else col
+
+
+def summarize(candidates: pd.DataFrame, cfg: PruneConfig) -> dict:
+    """metrics/prune.json: kept / total per branch, score means, thresholds."""
+    out: dict = {"branches": {}, "params": {"inter_tau": cfg.inter_tau, "intra_scale": cfg.intra_scale,
+                                            "intra_lambda": cfg.intra_lambda}}
+    for branch in BRANCHES:
+        sub = candidates[candidates["branch"] == branch]
+        row: dict = {"total": len(sub), "kept": int(sub["kept"].sum()),
+                     "kept_fraction": round(float(sub["kept"].mean()), 4) if len(sub) else None}
+        scores = ("s_a",) if branch in ALIGNMENT_BRANCHES else ("s1", "s2", "s3")
+        for score in scores:
+            row[f"{score}_mean"] = _round(sub[score].mean())
+            row[f"{score}_kept_mean"] = _round(sub.loc[sub["kept"], score].mean())
+        if branch in ALIGNMENT_BRANCHES:
+            row["tau"] = cfg.inter_tau
+        else:
+            for score in scores:
+                row[f"thr_{score}"] = _round(sub[f"thr_{score}"].iloc[0]) if len(sub) else None
+        out["branches"][branch] = row
+    out["total"] = len(candidates)
+    out["kept"] = int(candidates["kept"].sum())
+    return out
+
+
+def _round(x: float) -> float | None:
+    return None if pd.isna(x) else round(float(x), 4)
+
+
+def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
+    """Score histograms with the thresholds marked: S_a per alignment branch, then S1, S2, S3 of intra."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    bins = np.linspace(-1, 1, 81)
+    ax = axes[0]
+    for branch in ALIGNMENT_BRANCHES:
+        sub = candidates[candidates["branch"] == branch]
+        if len(sub):
+            ax.hist(sub["s_a"], bins=bins, histtype="step", label=f"{branch} ({int(sub['kept'].sum())}/{len(sub)} kept)")
+    tau = candidates["tau"].dropna()
+    if len(tau):
+        ax.axvline(tau.iloc[0], color="k", ls="--", label=f"τ = {tau.iloc[0]:.3f}")
+    ax.set_title("S_a = cos(image, report)")
+    ax.legend(fontsize=7, loc="upper left")
+    intra = candidates[candidates["branch"] == "intra"]
+    titles = {"s1": "intra S1 = cos(x', y')", "s2": "intra S2 = cos(x', x)", "s3": "intra S3 = cos(x'−x, y'−y)"}
+    for ax, score in zip(axes[1:], ("s1", "s2", "s3")):
+        if len(intra):
+            ax.hist(intra[score], bins=bins, color="tab:purple", alpha=0.7)
+            thr = float(intra[f"thr_{score}"].iloc[0])
+            ax.axvline(thr, color="k", ls="--", label=f"μ/s − λ = {thr:.3f}")
+            ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(titles[score] + (f" ({int(intra['kept'].sum())}/{len(intra)} kept)" if score == "s1" else ""))
+    for ax in axes:
+        ax.set_xlabel("cosine")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})  # no version stamp: same bytes
+    plt.close(fig)
+
+
+def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Sources | None = None,
+          progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Write `out_dir/{candidates,pairs}.parquet` atomically; return (candidates, metrics)."""
+    out_dir = Path(out_dir)
+    cands = load_candidates(sources or Sources())
+    log.info("prune: %d candidates (%s)", len(cands), ", ".join(
+        f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
+    candidates = finalize(score_candidates(cands, scorer, cfg, progress), out_dir)
+    pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        write_parquet(candidates, tmp / "candidates.parquet")
+        write_parquet(pairs, tmp / "pairs.parquet")
+    return candidates, summarize(candidates, cfg)

@@ -1,0 +1,20 @@
+"""DVC stage `prune`: score every synthetic candidate (inter, intra, image_only, paraphrase) with the scorer
+and keep the aligned ones → data/pruned/{candidates,pairs}.parquet, metrics/prune.json, the score plot."""
+
+from pairaug.io import write_json
+from pairaug.models.scorer import load_scorer
+from pairaug.params import load_params, section
+from pairaug.prune import PruneConfig, plot_scores, prune
+from pairaug.stage import run_stage
+
+
+def main() -> None:
+    cfg = section(PruneConfig, load_params(), "prune")
+    scorer = load_scorer("models/scorer", batch_size=cfg.batch_size)
+    candidates, metrics = prune(cfg, scorer, "data/pruned")
+    write_json("metrics/prune.json", metrics)
+    plot_scores(candidates, "metrics/prune_scores.png")
+
+
+if __name__ == "__main__":
+    run_stage(main)
