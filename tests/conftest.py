@@ -17,6 +17,20 @@ REAL_CXR = Path(__file__).resolve().parent / "fixtures" / "real-cxr"  # copy of 
 # Params small enough for the whole pipeline to run in CI in a few minutes; deep-merged over params.yaml.
 TINY_PARAMS: dict = {
     "data": {"phantom": {"train_patients": 40, "valid_patients": 12, "test_patients": 30}},
+    # Models: a few steps each (the pipeline's plumbing, not the models' quality, is under test);
+    # generate in chunks of 8 so resume and sharding have several chunks to work with.
+    "scorer": {"train": {"steps": 20, "select_every": 10}},
+    "generator": {"arch": {"block_out_channels": [8, 16, 32]}, "train": {"steps": 20, "batch_size": 16},
+                  "check": {"reports": 24, "steps": 3}},
+    "generate": {"steps": 4, "batch_size": 8},
+    "intra": {"steps": 4, "batch_size": 8, "check": {"psnr_pairs": 8, "reference_pairs": 16}},
+    # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
+    # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
+    "prune": {"inter_tau": 0.0},
+    "pretrain": {"arch": {"vision_layers": 1, "text_layers": 1},
+                 "train": {"steps": 6, "batch_size": 32, "select_every": 3}},
+    "evaluate": {"probe_draws": 1},
+    "report": {"tsne_per_set": 20, "gallery_pairs": 4},
 }
 
 
@@ -58,6 +72,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, 
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **(env or {})}
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
     full_env.pop("DVC_ROOT", None)
+    if "MLFLOW_TRACKING_URI" not in (env or {}):  # stages log into the copy's own mlflow.db, never a team server
+        full_env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -376,6 +376,8 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
         f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
     candidates = finalize(score_candidates(cands, scorer, cfg, progress), out_dir)
     pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
+    log.info("prune: kept %s", ", ".join(f"{b} {int(candidates.loc[candidates['branch'] == b, 'kept'].sum())}/"
+                                          f"{int((candidates['branch'] == b).sum())}" for b in BRANCHES))
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         write_parquet(candidates, tmp / "candidates.parquet")
