@@ -10,6 +10,7 @@ from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
 from pairaug.io import write_json
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
+from pairaug.tracking import TrackingConfig, log_evaluate
 
 
 def main() -> None:
@@ -18,9 +19,12 @@ def main() -> None:
     mix = sys.argv[1]
     params = load_params()
     cfg = section(EvaluateConfig, params, "evaluate")
+    tracking = section(TrackingConfig, params, "tracking")
     result, roc = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))
     write_json(f"metrics/eval/{mix}.json", {"mix": mix, **result})
     write_json(f"metrics/eval/roc/{mix}.json", roc)
+    # Into the run pretrain@<mix> logged (found by tags); a failure to log only warns.
+    log_evaluate(mix, tracking, f"models/vlp/{mix}", result, roc)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""The MLflow UI as a new user meets it: `pairaug ui` serves the repository's store on 127.0.0.1 and its
+link opens the runs table (not MLflow 3's empty GenAI overview) with every mix's run, seen in a real
+headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
+                 if p and Path(p).exists()), None)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run tries it)")]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui(tiny_repo, tmp_path):
+    """`pairaug ui` on a copy of the tiny repository's store; yields the printed runs-table link."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("params.yaml", "dvc.yaml", "mlflow.db"):
+        shutil.copy2(tiny_repo / name, repo / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    log = open(tmp_path / "ui.log", "w+")  # noqa: SIM115 - the server writes to it until teardown
+    proc = subprocess.Popen([sys.executable, "-m", "pairaug.cli", "ui", "--port", str(_free_port()), "--wait", "180"],
+                            cwd=repo, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        deadline, url = time.monotonic() + 200, None
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            log.seek(0)
+            url = next(iter(re.findall(r"http://127\.0\.0\.1:\d+/#/experiments/\d+/runs\S*", log.read())), None)
+        log.seek(0)
+        assert url, f"pairaug ui printed no runs link:\n{log.read()[-3000:]}"
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # pairaug ui stops its mlflow server
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()
+
+
+def test_the_ui_link_shows_every_mix_run(ui, tiny_repo, tmp_path):
+    import yaml
+
+    mixes = list(yaml.safe_load((tiny_repo / "params.yaml").read_text())["pretrain"]["mixes"])
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                          "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 800})
+            page.goto(ui)
+            for mix in mixes:
+                page.get_by_text(f"{mix}-seed0", exact=True).first.wait_for(timeout=90_000)
+            assert "/runs" in page.url
+            page.get_by_text("zeroshot.mean_auc").first.wait_for(timeout=30_000)  # the key metrics as columns
+            page.screenshot(path=str(tmp_path / "runs.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "runs.png").stat().st_size > 10_000

@@ -1,0 +1,91 @@
+"""MLflow conventions, unit level: the store's URI, flattened params, metric names, failures that only warn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pairaug.audit import parse_model_ref, render
+from pairaug.errors import ParamError
+from pairaug.params import section
+from pairaug.tracking import (
+    TrackingConfig,
+    audit_pairs,
+    eval_metrics,
+    flatten,
+    not_fatal,
+    runs_url,
+    tracking_uri,
+)
+
+
+def test_tracking_uri_is_absolute_from_the_repo_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "main"))  # what `dvc exp run` sets for queued runs
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri() == f"sqlite:///{(tmp_path / 'main').resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team:5000")
+    assert tracking_uri() == "http://mlflow.team:5000"
+
+
+def test_flatten_gives_dotted_keys_and_yaml_like_values():
+    params = {"data": {"phantom": {"train_patients": 40}, "max_pairs": None, "views": ["PA", "AP"], "official": True},
+              "mixes": {"none": []}}
+    assert flatten(params["data"], "data") == {"data.phantom.train_patients": "40", "data.max_pairs": "null",
+                                               "data.views": '["PA", "AP"]', "data.official": "true"}
+    assert flatten(params["mixes"]["none"], "pretrain.mixes.none") == {"pretrain.mixes.none": "[]"}
+
+
+def test_eval_metrics_names_are_valid_mlflow_keys():
+    result = {"zeroshot": {"auc": {"Pleural Effusion": 0.8, "Edema": None}, "mean_auc": 0.7},
+              "linear_probe": {"auc": {"1%": {"Edema": 0.6}, "100%": {"Edema": 0.9}},
+                               "mean_auc": {"1%": 0.6, "100%": 0.9}}}
+    assert eval_metrics(result) == {"zeroshot.auc.Pleural Effusion": 0.8, "zeroshot.mean_auc": 0.7,
+                                    "linear_probe.1pct.auc.Edema": 0.6, "linear_probe.100pct.auc.Edema": 0.9,
+                                    "linear_probe.1pct.mean_auc": 0.6, "linear_probe.100pct.mean_auc": 0.9}
+
+
+def test_bad_tracking_params_name_the_key():
+    with pytest.raises(ParamError, match=r"tracking\.registered_model"):
+        section(TrackingConfig, {"tracking": {"registered_model": "has space"}}, "tracking")
+    with pytest.raises(ParamError, match=r"tracking\.http_timeout_s"):
+        section(TrackingConfig, {"tracking": {"http_timeout_s": 0}}, "tracking")
+
+
+def test_a_logging_failure_only_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="pairaug.tracking"), not_fatal("pretrain@none") as out:
+        raise ConnectionError("tracking server http://127.0.0.1:1 unreachable")
+    assert not out.logged
+    assert "run not logged: pretrain@none: tracking server http://127.0.0.1:1 unreachable" in caplog.text
+
+
+def test_model_references():
+    assert parse_model_ref("models:/pairaug-vlp/3", "x") == ("pairaug-vlp", "3", None)
+    assert parse_model_ref("models:/pairaug-vlp@champion", "x") == ("pairaug-vlp", None, "champion")
+    assert parse_model_ref("@champion", "pairaug-vlp") == ("pairaug-vlp", None, "champion")
+    assert parse_model_ref("7", "pairaug-vlp") == ("pairaug-vlp", "7", None)
+    assert parse_model_ref("models/vlp/pairaug", "pairaug-vlp") is None
+
+
+def test_audit_pairs_lists_only_synthetic_pairs_with_repo_relative_images():
+    import pandas as pd
+
+    training = pd.DataFrame({"pair_id": ["r1", "s1"], "branch": ["real", "inter"], "report": ["a", "b"],
+                             "path": ["data/prepared/images/r1.png", "data/validated/../synthetic/inter/images/s1.png"]})
+    validated = pd.DataFrame({"pair_id": ["s1", "s2"], "branch": ["inter", "intra"], "report": ["b", "c"],
+                              "source_pair_id": ["r1", "r1"], "source_report": ["a", "a"],
+                              "image": ["../synthetic/inter/images/s1.png", "../synthetic/intra/images/s2.png"],
+                              "image_sha256": ["ab", "cd"], "s_a": [0.4, None], "s1": [None, 0.5],
+                              "s2": [None, 0.6], "s3": [None, 0.1]})
+    out = audit_pairs(training, validated)
+    assert out["pair_id"].tolist() == ["s1"]
+    assert out.loc[0, "image"] == str(Path("data/synthetic/inter/images/s1.png"))
+    assert out.loc[0, "source_pair_id"] == "r1" and out.loc[0, "s_a"] == 0.4
+    csv = render(out.assign(status="verified"), "csv")
+    assert csv.splitlines()[0].startswith("pair_id,branch,source_pair_id,source_report,report,image,image_sha256")
+
+
+def test_runs_url_opens_the_runs_table():
+    assert runs_url("http://127.0.0.1:5000", "3", "k") == "http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=k"
