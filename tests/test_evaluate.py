@@ -1,0 +1,96 @@
+"""Zero-shot protocol, linear probe and the ablation report: checked against hand computations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pairaug.evaluate.linear_probe import linear_probe
+from pairaug.evaluate.run import summarise
+from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
+from pairaug.report import ablation, ablation_markdown, verdicts, write_report
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=float)
+    return v / np.linalg.norm(v)
+
+
+def test_zero_shot_probability_matches_hand_computation():
+    image = _unit([1.0, 2.0, 0.5])
+    pos, neg = _unit([1.0, 1.0, 0.0]), _unit([0.0, 1.0, 1.0])
+    p = zero_shot_probs(image[None, :], pos[None, :], neg[None, :])[0, 0]
+    s_pos, s_neg = float(image @ pos), float(image @ neg)
+    # CheXzero: softmax over the two plain cosine similarities, no logit scale.
+    assert p == pytest.approx(math.exp(s_pos) / (math.exp(s_pos) + math.exp(s_neg)), rel=1e-12)
+
+
+def test_class_embeddings_average_templates_then_renormalise():
+    table = {"edema": _unit([1, 0, 0]), "pulmonary edema": _unit([0, 1, 0]), "no edema": _unit([0, 0, 1]),
+             "no pulmonary edema": _unit([0, 1, 1])}
+
+    def encode(texts):
+        return np.stack([table[t] for t in texts])
+
+    assert label_prompts("Edema", ["{}", "pulmonary {}"]) == ["edema", "pulmonary edema"]
+    pos, neg = class_embeddings(encode, ["Edema"], ["{}", "pulmonary {}"], ["no {}", "no pulmonary {}"])
+    np.testing.assert_allclose(pos[0], _unit([0.5, 0.5, 0]))
+    np.testing.assert_allclose(neg[0], _unit((table["no edema"] + table["no pulmonary edema"]) / 2))
+    assert np.linalg.norm(pos[0]) == pytest.approx(1.0)
+
+
+def test_auc_per_label_skips_single_class_labels():
+    probs = np.array([[0.9, 0.2], [0.1, 0.3], [0.8, 0.1]])
+    aucs = auc_per_label(probs, {"A": np.array([1, 0, 1]), "B": np.array([0, 0, 0])}, ["A", "B"])
+    assert aucs == {"A": 1.0, "B": None}
+
+
+def test_linear_probe_reads_separable_features_and_not_noise():
+    rng = np.random.default_rng(0)
+    def make(n):
+        y = rng.random(n) < 0.3
+        x = rng.normal(size=(n, 8))
+        x[:, 0] += 3.0 * y  # the label is written in feature 0
+        return x, {"Signal": y, "Noise": rng.random(n) < 0.3}
+    (xtr, ytr), (xva, yva), (xte, yte) = make(400), make(100), make(400)
+    out = linear_probe(xtr, ytr, xva, yva, xte, yte, ["Signal", "Noise"], [0.1, 1.0], seed=0, draws=2)
+    assert set(out) == {"10%", "100%"}
+    assert out["100%"]["Signal"] > 0.95
+    assert 0.35 < out["100%"]["Noise"] < 0.65
+
+
+def _eval(values):
+    return {"seeds": {str(i): {"zeroshot": {"mean_auc": v, "auc": {"Edema": v}},
+                               "linear_probe": {"mean_auc": {"100%": v + 0.1}}} for i, v in enumerate(values)}}
+
+
+def test_summarise_gives_mean_and_std_over_seeds():
+    s = summarise(_eval([0.7, 0.8, 0.9])["seeds"])
+    assert s["zeroshot"]["mean_auc"]["mean"] == pytest.approx(0.8)
+    assert s["zeroshot"]["mean_auc"]["std"] == pytest.approx(0.1)
+    assert s["linear_probe"]["mean_auc"]["100%"]["n"] == 3
+
+
+def test_verdicts_tell_a_win_from_noise():
+    table = ablation({"none": _eval([0.70, 0.71, 0.69]), "pairaug": _eval([0.80, 0.81, 0.79]),
+                      "inter": _eval([0.79, 0.82, 0.77])}, ["100%"])
+    by = {v["baseline"]: v for v in verdicts(table)}
+    assert by["none"]["verdict"] == "beats" and by["none"]["delta"] == pytest.approx(0.10)
+    assert by["inter"]["significant"] is False
+    md = ablation_markdown(table, ["100%"], list(by.values()), 3)
+    assert "| `pairaug` | 0.800 ± 0.010 |" in md
+    assert "vs `none`: +0.100" in md
+
+
+def test_one_seed_makes_no_claim(tmp_path):
+    (tmp_path / "eval").mkdir()
+    for mix, v in (("none", 0.7), ("pairaug", 0.75)):
+        (tmp_path / "eval" / f"{mix}.json").write_text(json.dumps(_eval([v])))
+    out = write_report(["none", "pairaug", "intra"], 1, ["100%"], tmp_path / "eval", tmp_path / "a.md", tmp_path / "a.json")
+    assert out["verdicts"][0]["verdict"] == "ahead of (within noise)"
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["missing_mixes"] == ["intra"]
+    assert "one seed, no test" in (tmp_path / "a.md").read_text()
