@@ -40,6 +40,8 @@ class SamplingConfig:
 
     def validate(self, prefix: str) -> None:
         positive(prefix, steps=self.steps, guidance=self.guidance, batch_size=self.batch_size)
+        if self.resolution is not None:
+            positive(prefix, resolution=self.resolution)
 
 
 def generator_sha(folder: str | Path) -> str:

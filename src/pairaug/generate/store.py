@@ -62,7 +62,11 @@ class ChunkStore:
             time.sleep(poll)
 
     def assemble(self, out_dir: str | Path, columns: list[str]) -> pd.DataFrame:
-        """Move every chunk's files into `out_dir` (atomically) with one manifest; drop the work folder."""
+        """Link every chunk's files into `out_dir` (atomically) with one manifest; drop the work folder.
+
+        Hard links, not moves: if the assembly fails or is killed midway, the chunks still hold all their
+        images and a rerun assembles again (a move left chunks marked done but missing files).
+        """
         frames = []
         with atomic_path(out_dir) as tmp:
             tmp.mkdir(parents=True)
@@ -73,13 +77,20 @@ class ChunkStore:
                     for rel in rows[col].dropna():
                         dest = tmp / rel
                         dest.parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(src / rel, dest)
+                        _link_or_copy(src / rel, dest)
                 frames.append(rows)
             manifest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
             manifest = manifest.reindex(columns=columns).sort_values("pair_id").reset_index(drop=True)
             write_parquet(manifest, tmp / "manifest.parquet")
         shutil.rmtree(self.work, ignore_errors=True)
         return manifest
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(src, dest)
 
 
 def run_chunks(store: ChunkStore, make: Callable[[pd.DataFrame], tuple[list[dict], dict[str, np.ndarray]]],

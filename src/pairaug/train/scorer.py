@@ -18,6 +18,7 @@ from transformers import CLIPModel
 
 from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
+from pairaug.errors import InputError
 from pairaug.io import atomic_path
 from pairaug.models.checkpoints import adopt_external
 from pairaug.models.clip import (
@@ -69,6 +70,10 @@ def fit_scorer(cfg: ScorerConfig, seed: int, pairs_path: str | Path, out_dir: st
     pairs = read_pairs(pairs_path)
     if cfg.checkpoint:
         src = check_folder(cfg.checkpoint, "scorer.checkpoint") if cfg.kind == "clip" else Path(cfg.checkpoint)
+        # A MedCLIP folder has no config.json; still fail here, not after adopting an empty pointer.
+        if cfg.kind == "medclip" and not (src / "pytorch_model.bin").exists():
+            raise InputError("scorer.checkpoint: no MedCLIP weights (pytorch_model.bin) in this local folder; "
+                             "this pipeline never downloads weights", file=src)
         log.info("using the external scorer %s (nothing trained)", src)
         return {"external": adopt_external(out_dir, src, cfg.kind)}
     train = pairs[pairs["split"] == "train"]

@@ -1,0 +1,126 @@
+"""What the tiny `dvc repro` (conftest's tiny_repo) left for the model and generation stages: models that
+load through the real loaders, synthetic manifests that follow the contract, metrics with their keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import TINY_PARAMS, run
+from transformers import CLIPModel
+
+from pairaug.data.images import load_gray
+from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_sha, plan
+from pairaug.io import seed_from, sha256_file
+from pairaug.models.generator import load_generator
+from pairaug.models.scorer import ClipScorer, load_scorer
+from pairaug.models.tokenizer import EOS_ID
+from pairaug.params import section
+from pairaug.train.generator import CHECK_LABELS
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("fit-scorer", "fit-generator", "inter-generate", "image-only-generate")
+
+
+def test_model_stages_are_up_to_date_after_repro(tiny_repo: Path):
+    state = tiny_repo.parent / "dvc-state-models"
+    env = {"DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(state / "site"),
+           "DVC_GLOBAL_CONFIG_DIR": str(state / "global"), "DVC_SYSTEM_CONFIG_DIR": str(state / "system")}
+    out = run(["dvc", "status", *STAGES], tiny_repo, env=env).stdout
+    assert "up to date" in out, out
+    lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())["stages"]
+    assert set(STAGES) <= set(lock)
+    assert set(lock["inter-generate"]["params"]["params.yaml"]) == {"seed", "generate"}
+
+
+def test_models_load_through_the_real_loaders(tiny_repo: Path):
+    pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet")
+    test = pairs[pairs["split"] == "test"].iloc[:6]
+    scorer = load_scorer(tiny_repo / "models/scorer")
+    assert isinstance(scorer, ClipScorer)
+    assert scorer.tokenizer.eos_token_id == scorer.model.config.text_config.eos_token_id == EOS_ID
+    img = scorer.encode_images([tiny_repo / "data/prepared" / rel for rel in test["image"]])
+    txt = scorer.encode_texts(test["report"].tolist())
+    dim = scorer.model.config.projection_dim
+    assert img.shape == (6, dim) and txt.shape == (6, dim)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
+
+    pipe = load_generator(tiny_repo / "models/generator")
+    assert pipe.vae is None and pipe.unet.config.in_channels == 1  # the embedded pixel-space UNet
+    images = pipe(test["report"].iloc[:2].tolist(), [1, 2], num_inference_steps=2, guidance_scale=3.5)
+    assert images.shape == (2, 32, 32) and images.dtype == np.uint8
+    # The generator is conditioned on the scorer's (frozen) text tower, with the scorer's tokenizer.
+    clip = CLIPModel.from_pretrained(tiny_repo / "models/scorer")
+    theirs = {k.removeprefix("text_model."): v for k, v in clip.state_dict().items() if k.startswith("text_model.")}
+    ours = {k.removeprefix("text_model."): v for k, v in pipe.text_encoder.state_dict().items()}
+    assert ours.keys() == theirs.keys()
+    for name, weight in ours.items():
+        assert torch.equal(weight, theirs[name]), name
+    assert pipe.tokenizer("mild edema")["input_ids"] == scorer.tokenizer("mild edema")["input_ids"]
+
+
+@pytest.mark.parametrize("branch", ["inter", "image_only"])
+def test_synthetic_manifests_follow_the_contract(tiny_repo: Path, branch: str):
+    folder = tiny_repo / "data/synthetic" / branch
+    manifest = pd.read_parquet(folder / "manifest.parquet")
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet")
+    if branch == "inter":
+        rewritten = pd.read_parquet(tiny_repo / "data/rewritten/inter.parquet")
+        sources = rewritten.loc[rewritten["status"] == "ok", ["source_pair_id", "report_new"]]
+        sources = sources.rename(columns={"report_new": "report"})
+    else:
+        sources = pairs.loc[pairs["split"] == "train", ["pair_id", "report"]].rename(columns={"pair_id": "source_pair_id"})
+    # One row per ok rewrite / train pair, carrying its report.
+    assert len(manifest) == len(sources) > 0
+    assert dict(zip(manifest["source_pair_id"], manifest["report"])) == dict(zip(sources["source_pair_id"],
+                                                                                 sources["report"]))
+    # Ids and seeds are a pure function of the inputs: recomputing them from params gives the same.
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    cfg = section(SamplingConfig, params, "generate")
+    gen_sha = generator_sha(tiny_repo / "models/generator")
+    expected = plan(branch, sources.reset_index(drop=True), params["seed"], gen_sha, cfg)
+    got = manifest.set_index("source_pair_id")
+    assert list(got.loc[expected["source_pair_id"], "pair_id"]) == list(expected["pair_id"])
+    assert list(manifest["seed"]) == [seed_from("noise", pid) for pid in manifest["pair_id"]]
+    assert list(manifest["pair_id"]) == sorted(manifest["pair_id"]) and manifest["pair_id"].is_unique
+    assert (manifest["branch"] == branch).all() and (manifest["generator_sha"] == gen_sha).all()
+    assert (manifest["steps"] == TINY_PARAMS["generate"]["steps"]).all()
+    assert (manifest["guidance"] == cfg.guidance).all() and not manifest["inversion"].any()
+    # Images: exactly the manifest's, at data.image_size, with matching hashes.
+    files = {str(p.relative_to(folder)) for p in folder.rglob("*.png")}
+    assert files == set(manifest["image"])
+    for rel, sha in zip(manifest["image"], manifest["image_sha256"]):
+        assert sha256_file(folder / rel) == sha
+        assert load_gray(folder / rel).shape == (32, 32)
+    assert not list((tiny_repo / "data/.work").glob(f"{branch}-*"))  # work folders cleaned up
+
+
+def test_model_metrics_have_the_documented_keys(tiny_repo: Path):
+    pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet")
+    n_test = int((pairs["split"] == "test").sum())
+    scorer = json.loads((tiny_repo / "metrics/scorer.json").read_text())
+    assert {"test_alignment", "history", "params"} <= set(scorer)
+    gap = scorer["test_alignment"]
+    assert set(gap) == {"matched_cos", "shuffled_cos", "gap", "pairs"} and gap["pairs"] == n_test
+    assert gap["gap"] == pytest.approx(gap["matched_cos"] - gap["shuffled_cos"])
+    assert scorer["params"] > 0
+
+    generator = json.loads((tiny_repo / "metrics/generator.json").read_text())
+    assert generator["train_steps"] == TINY_PARAMS["generator"]["train"]["steps"] and generator["params"] > 0
+    check = generator["check"]
+    assert {"generated_auc", "real_auc", "mean_auc_checked", "checked_labels", "reports", "steps", "guidance",
+            "sample_sha"} <= set(check)
+    assert check["reports"] == min(TINY_PARAMS["generator"]["check"]["reports"], n_test)
+    assert check["steps"] == TINY_PARAMS["generator"]["check"]["steps"]
+    assert set(check["checked_labels"]) <= set(CHECK_LABELS) and check["checked_labels"]
+    assert 0.0 <= check["mean_auc_checked"] <= 1.0
+    for label in check["checked_labels"]:
+        assert 0.0 <= check["generated_auc"][label] <= 1.0 and 0.0 <= check["real_auc"][label] <= 1.0
