@@ -1,0 +1,320 @@
+"""IntraAug generation (`intra-generate`): edit each patient's film from y to y' with prompt-to-prompt.
+
+For each IntraAug report y' (rewritten from the report y of a real pair (x, y)), y and y' are sampled as
+one batch from the same starting latent under attention control (generate/p2p.py): the edited image x'
+keeps the source's layout while showing y''s findings. The starting latent is the DDIM inversion of x
+conditioned on y (`init: inversion`, generate/inversion.py: x' is an edit of this patient's film) or
+per-pair noise (`init: noise`, as PairAug's code did). The source-branch image is kept for audit.
+
+Output (`data/synthetic/intra/`): `manifest.parquet` with the MANIFEST_COLUMNS of generate/inter.py
+(branch "intra", eta, inversion) plus `source_image`, `source_image_sha256`; `images/<pair_id>.png`
+(x') and `source/<pair_id>.png` (the source branch). Work goes through the resumable ChunkStore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+
+from pairaug.data.images import load_gray
+from pairaug.data.schema import LABELS, read_pairs
+from pairaug.errors import InputError
+from pairaug.evaluate.pixel_probe import PixelProbe, mean_auc
+from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan, progress_bar
+from pairaug.generate.inversion import ddim_invert, reconstruct
+from pairaug.generate.p2p import edit_sample
+from pairaug.generate.run import read_rewritten, stored_image_size
+from pairaug.generate.store import ChunkStore, run_chunks
+from pairaug.io import seed_from, stable_hash
+from pairaug.models.checkpoints import resolve
+from pairaug.models.generator import TextToImagePipeline, load_generator
+from pairaug.models.scorer import load_scorer
+from pairaug.parallel import Ranks
+from pairaug.params import in_range, positive
+from pairaug.train.generator import CHECK_LABELS, resize_batch
+
+log = logging.getLogger(__name__)
+
+INTRA_COLUMNS = [*MANIFEST_COLUMNS, "source_image", "source_image_sha256"]
+
+
+@dataclass
+class IntraCheck:
+    """What metrics/intra.json measures beyond the generated pairs themselves."""
+
+    psnr_pairs: int = 64  # pairs inverted and redrawn with y (no edit) for the reconstruction PSNR
+    reference_pairs: int = 256  # intra reports also drawn from fresh noise: the "unrelated image" reference
+
+    def validate(self, prefix: str) -> None:
+        positive(prefix, psnr_pairs=self.psnr_pairs, reference_pairs=self.reference_pairs)
+
+
+@dataclass
+class IntraConfig:
+    steps: int = 15
+    guidance: float = 3.5
+    eta: float = 0.5  # cross-attention of the edit branch swapped for the source's while step < eta * steps
+    self_eta: float = 0.2  # self-attention swapped while step < self_eta * steps ...
+    self_max_positions: int = 64  # ... in layers with at most this many query positions
+    init: Literal["noise", "inversion"] = "inversion"
+    inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
+    resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
+    batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    check: IntraCheck = field(default_factory=IntraCheck)
+
+    def validate(self, prefix: str) -> None:
+        positive(prefix, steps=self.steps, guidance=self.guidance, batch_size=self.batch_size,
+                 self_max_positions=self.self_max_positions)
+        in_range(prefix, "eta", self.eta, 0.0, 1.0)
+        in_range(prefix, "self_eta", self.self_eta, 0.0, 1.0)
+        in_range(prefix, "inversion_refine", self.inversion_refine, 0, 10)
+        if self.resolution is not None:
+            positive(prefix, resolution=self.resolution)
+
+    def fingerprint(self, dtype: torch.dtype) -> str:
+        """Everything that shapes the images, with the dtype in use (float16 applies on GPU only): keys the
+        resume folder. The metrics' sample sizes do not shape the images."""
+        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("check", "dtype")}
+        return stable_hash(shaping, str(dtype))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-image PSNR in dB of uint8 images (N, H, W)."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
+
+
+def native_height(pipe: TextToImagePipeline, cfg: IntraConfig) -> int:
+    return cfg.resolution or pipe.unet.config.sample_size * pipe.vae_scale
+
+
+def starting_latents(pipe: TextToImagePipeline, cfg: IntraConfig, seeds: list[int], real: np.ndarray,
+                     source_reports: list[str]) -> tuple[torch.Tensor, int]:
+    """(latents, first sampling step): the inversion of the real films, or per-pair noise."""
+    height = native_height(pipe, cfg)
+    if cfg.init == "inversion":
+        clean = pipe.encode_image(resize_batch(real, height))
+        return ddim_invert(pipe, clean, source_reports, cfg.steps, cfg.inversion_refine)
+    return pipe.initial_noise(seeds, height) * pipe.scheduler.init_noise_sigma, 0
+
+
+def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: int, gen_sha: str,
+                     sources: pd.DataFrame):
+    """A chunk-maker for `ChunkStore`: invert (or draw noise for) the chunk's films, then one batch
+    [uncond y, uncond y', cond y, cond y'] per denoising step for all pairs of the chunk.
+
+    `sources`: the real pairs indexed by pair_id, with `report` (y) and `path` (x on disk).
+    """
+    def make(chunk: pd.DataFrame) -> tuple[list[dict], dict[str, np.ndarray]]:
+        src = sources.loc[chunk["source_pair_id"]]
+        source_reports = src["report"].tolist()
+        real = np.stack([load_gray(p) for p in src["path"]]) if cfg.init == "inversion" else None
+        latents, start = starting_latents(pipe, cfg, chunk["seed"].tolist(), real, source_reports)
+        src_lat, edit_lat = edit_sample(pipe, source_reports, chunk["report"].tolist(), latents, steps=cfg.steps,
+                                        guidance=cfg.guidance, eta=cfg.eta, self_eta=cfg.self_eta,
+                                        self_max_positions=cfg.self_max_positions, start=start)
+        edited = resize_batch(pipe.decode(edit_lat), stored_size)
+        source_branch = resize_batch(pipe.decode(src_lat), stored_size)
+        rows, files = [], {}
+        for (_, item), pixels, src_pixels in zip(chunk.iterrows(), edited, source_branch):
+            rel, src_rel = f"images/{item['pair_id']}.png", f"source/{item['pair_id']}.png"
+            files[rel], files[src_rel] = pixels, src_pixels
+            # seed: the pair's noise seed (the start with init noise), recorded in both modes
+            rows.append({"pair_id": item["pair_id"], "branch": "intra", "source_pair_id": item["source_pair_id"],
+                         "report": item["report"], "image": rel, "seed": int(item["seed"]), "generator_sha": gen_sha,
+                         "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
+                         "inversion": cfg.init == "inversion", "source_image": src_rel})
+        return rows, files
+    return make
+
+
+def real_sources(prepared: str | Path, needed: pd.Series, rewritten: str | Path) -> pd.DataFrame:
+    """The real pairs the IntraAug reports were rewritten from, indexed by pair_id, with image paths."""
+    prepared = Path(prepared)
+    pairs = read_pairs(prepared).set_index("pair_id")
+    missing = sorted(set(needed) - set(pairs.index))
+    if missing:
+        row = int(np.flatnonzero(needed.to_numpy() == missing[0])[0])
+        raise InputError(f"source pair '{missing[0]}' is not in {prepared} (rerun `dvc repro rewrite`)",
+                         file=rewritten, row=row, field="source_pair_id")
+    pairs = pairs.loc[pairs.index.isin(set(needed))].copy()
+    pairs["path"] = [str(prepared.parent / rel) for rel in pairs["image"]]
+    return pairs
+
+
+def intra_store(cfg: IntraConfig, seed: int, edits: pd.DataFrame, gen_sha: str, work_root: str | Path,
+                dtype: torch.dtype = torch.float32) -> ChunkStore:
+    """The resumable chunks of this run, in a work folder keyed by the pairs and every image-shaping param
+    (pair ids hash the reports, seed, generator and sampler; eta, init etc. are in the key only, so a
+    changed edit setting never reuses chunks, while the per-pair noise stays the same across settings)."""
+    items = plan("intra", edits, seed, gen_sha, cfg)
+    key = stable_hash(items["pair_id"].tolist(), cfg.fingerprint(dtype))
+    return ChunkStore(Path(work_root) / f"intra-{key}", items, cfg.batch_size)
+
+
+def generate_intra(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten: str | Path,
+                   generator_dir: str | Path, out_dir: str | Path, work_root: str | Path,
+                   ranks: Ranks | None = None) -> pd.DataFrame | None:
+    """Generate the IntraAug pairs into `out_dir`; rank 0 assembles and returns the manifest."""
+    ranks = ranks or Ranks.from_env()
+    edits = read_rewritten(rewritten)
+    sources = real_sources(prepared, edits["source_pair_id"], rewritten)
+    gen_sha = generator_sha(generator_dir)
+    dtype = ranks.dtype(cfg.dtype)
+    store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype)
+    items = store.items
+    path, _ = resolve(generator_dir)
+    pipe = load_generator(path, dtype=dtype, device=ranks.device)
+    make = make_intra_chunk(pipe, cfg, stored_image_size(prepared), gen_sha, sources)
+    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
+    with progress_bar(len(items), done, "intra-generate") as bar:
+        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
+    log.info("intra: generated %d pairs, %d reused from an interrupted run", made, done)
+    if not ranks.is_main:
+        return None
+    store.wait_all()
+    return store.assemble(out_dir, INTRA_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def _positive(frame: pd.DataFrame, label: str) -> np.ndarray:
+    return frame[label].fillna(0).to_numpy() == 1
+
+
+def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_dir: str | Path,
+                  prepared: str | Path, rewritten: str | Path, generator_dir: str | Path,
+                  scorer_dir: str | Path) -> dict:
+    """metrics/intra.json: does x' keep the patient, show y''s findings, and does inversion redraw x?
+
+    - patient: mean cos(f_img(x'), f_img(x)) over the pairs (x = the real source film, f = the scorer)
+      against mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn
+      from fresh noise, as InterAug draws its images (an unrelated image of the same kind).
+    - labels: a pixel probe trained on real train+valid films reads y''s labels from x' (AUC, chance
+      0.5); the same probe on x itself is the no-edit baseline. `changed_auc` scores only the pairs
+      whose label differs between y and y': near 0 for x itself (it shows y's finding), above 0.5 where
+      x' shows y''s.
+    - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1 and at the edit's
+      guidance, against fresh-noise draws of y (what a broken inversion gets).
+    """
+    if manifest.empty:
+        return {"pairs": 0, "init": cfg.init}
+    out_dir, prepared = Path(out_dir), Path(prepared)
+    root = prepared.parent
+    pairs = read_pairs(prepared)
+    by_id = pairs.set_index("pair_id")
+    rng = np.random.default_rng(seed_from("intra-metrics", seed))
+    stored = stored_image_size(prepared)
+    path, _ = resolve(generator_dir)
+    pipe = load_generator(path, dtype=torch.float32, device=Ranks.from_env().device)
+    scorer = load_scorer(scorer_dir)
+
+    edited = np.stack([load_gray(out_dir / rel) for rel in manifest["image"]])
+    source_branch = np.stack([load_gray(out_dir / rel) for rel in manifest["source_image"]])
+    src = by_id.loc[manifest["source_pair_id"]]
+    real = np.stack([load_gray(root / rel) for rel in src["image"]])
+    f_edit, f_real, f_branch = (scorer.encode_images(a) for a in (edited, real, source_branch))
+
+    # the reference: intra reports drawn from fresh noise (as InterAug draws) vs random real films of the split
+    ref = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.reference_pairs, len(manifest)),
+                                           replace=False))]
+    fresh = _draw(pipe, ref["report"].tolist(), [seed_from("intra-reference", pid) for pid in ref["pair_id"]],
+                  cfg, stored)
+    ref_split = by_id.loc[ref["source_pair_id"], "split"].to_numpy()
+    random_real = [rng.choice(pairs.index[pairs["split"] == s]) for s in ref_split]
+    f_random = scorer.encode_images([root / pairs.at[i, "image"] for i in random_real])
+    f_fresh = scorer.encode_images(fresh)
+    ref_pos = manifest.index.get_indexer(ref.index)
+    patient = {
+        "edited_vs_source_film": _mean_cos(f_edit, f_real),
+        "fresh_vs_random_film": _mean_cos(f_fresh, f_random),
+        "fresh_vs_source_film": _mean_cos(f_fresh, f_real[ref_pos]),
+        "source_branch_vs_source_film": _mean_cos(f_branch, f_real),
+        "edited_vs_source_branch": _mean_cos(f_edit, f_branch),
+        "reference": "intra reports drawn from fresh per-pair noise (InterAug's sampling), "
+                     f"{len(ref)} pairs, against random real films of the same split",
+    }
+    patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
+
+    labels = _label_recovery(pairs, root, manifest, edited, real, rewritten)
+    inversion = _inversion_psnr(pipe, cfg, manifest, by_id, root, stored, rng)
+    return {"pairs": len(manifest), "init": cfg.init, "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
+            "self_eta": cfg.self_eta, "patient": patient, "labels": labels, "inversion": inversion}
+
+
+def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: IntraConfig, stored: int,
+          batch: int = 64) -> np.ndarray:
+    out = [pipe(prompts[s:s + batch], seeds[s:s + batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                height=native_height(pipe, cfg)) for s in range(0, len(prompts), batch)]
+    return resize_batch(np.concatenate(out), stored)
+
+
+def _label_recovery(pairs: pd.DataFrame, root: Path, manifest: pd.DataFrame, edited: np.ndarray, real: np.ndarray,
+                    rewritten: str | Path) -> dict:
+    new = pd.read_parquet(rewritten).drop_duplicates(["source_pair_id", "report_new"])
+    new = new.set_index(["source_pair_id", "report_new"])
+    keys = list(zip(manifest["source_pair_id"], manifest["report"]))
+    targets_new = new.reindex(keys)
+    targets_old = pairs.set_index("pair_id").loc[manifest["source_pair_id"]]
+    fit_on = pairs[pairs["split"] != "test"]
+    labels = [lb for lb in LABELS if lb in targets_new.columns and 0 < _positive(fit_on, lb).sum() < len(fit_on)]
+    fit_images = np.stack([load_gray(root / rel) for rel in fit_on["image"]])
+    probe = PixelProbe(labels).fit(fit_images, {lb: _positive(fit_on, lb) for lb in labels})
+    y_new = {lb: _positive(targets_new, lb) for lb in labels}
+    auc_edit, auc_real = probe.auc(edited, y_new), probe.auc(real, y_new)
+    scores, scores_real = probe.scores(edited), probe.scores(real)
+    changed: dict[str, float | None] = {}
+    changed_real: dict[str, float | None] = {}
+    for lb in labels:
+        flip = y_new[lb] != _positive(targets_old, lb)
+        y = y_new[lb][flip]
+        ok = lb in scores and 0 < y.sum() < len(y)
+        changed[lb] = float(roc_auc_score(y, scores[lb][flip])) if ok else None
+        changed_real[lb] = float(roc_auc_score(y, scores_real[lb][flip])) if ok else None
+    checked = [lb for lb in CHECK_LABELS if lb in labels]
+    return {"auc": auc_edit, "mean_auc": mean_auc(auc_edit),
+            "mean_auc_checked": mean_auc({k: auc_edit[k] for k in checked}), "checked_labels": checked,
+            "source_film_auc": auc_real, "source_film_mean_auc": mean_auc(auc_real),
+            "source_film_mean_auc_checked": mean_auc({k: auc_real[k] for k in checked}),
+            "changed_auc": changed, "changed_mean_auc": mean_auc(changed),
+            "changed_source_film_auc": changed_real, "changed_source_film_mean_auc": mean_auc(changed_real),
+            "changed_pairs": {lb: int((y_new[lb] != _positive(targets_old, lb)).sum()) for lb in labels},
+            "chance": 0.5}
+
+
+def _inversion_psnr(pipe: TextToImagePipeline, cfg: IntraConfig, manifest: pd.DataFrame, by_id: pd.DataFrame,
+                    root: Path, stored: int, rng: np.random.Generator) -> dict:
+    sample = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.psnr_pairs, len(manifest)), replace=False))]
+    src = by_id.loc[sample["source_pair_id"]]
+    real = np.stack([load_gray(root / rel) for rel in src["image"]])
+    reports = src["report"].tolist()
+    height = native_height(pipe, cfg)
+    out: dict = {"pairs": len(sample), "refine": cfg.inversion_refine}
+    figures = {}
+    for start_at in range(0, len(sample), 64):
+        sl = slice(start_at, start_at + 64)
+        latents, start = ddim_invert(pipe, pipe.encode_image(resize_batch(real[sl], height)), reports[sl], cfg.steps,
+                                     cfg.inversion_refine)
+        out["start_step"] = start
+        for name, g in (("guidance_1", 1.0), ("guidance_edit", cfg.guidance)):
+            redrawn = resize_batch(pipe.decode(reconstruct(pipe, latents, reports[sl], cfg.steps, g, start)), stored)
+            figures.setdefault(name, []).append(psnr(redrawn, real[sl]))
+    noise = _draw(pipe, reports, [seed_from("intra-psnr", pid) for pid in src.index], cfg, stored)
+    figures["fresh_noise"] = [psnr(noise, real)]
+    for name, values in figures.items():
+        out[f"psnr_{name}"] = float(np.mean(np.concatenate(values)))
+    return out

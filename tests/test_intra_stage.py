@@ -1,0 +1,210 @@
+"""The intra-generate stage: output contract, an external Stable-Diffusion-format folder (latent space, VAE),
+resume, clear errors, and the stage as DVC runs it in the tiny pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from test_intra_p2p import tiny_generator
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from pairaug.data.images import load_gray
+from pairaug.data.labeler import label_report
+from pairaug.data.phantom import iter_studies, render
+from pairaug.data.schema import LABELS, pairs_frame
+from pairaug.errors import InputError, ParamError
+from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha
+from pairaug.generate.intra import (
+    INTRA_COLUMNS,
+    IntraConfig,
+    generate_intra,
+    intra_store,
+    make_intra_chunk,
+    real_sources,
+)
+from pairaug.generate.run import read_rewritten
+from pairaug.io import save_png, sha256_file
+from pairaug.models.generator import load_generator
+from pairaug.models.tokenizer import train_tokenizer
+from pairaug.params import section
+
+STORED = 32
+N_PAIRS = 6
+
+
+def write_inputs(root: Path, n: int = N_PAIRS) -> tuple[Path, Path]:
+    """A prepared dataset of phantom films (32 px) and IntraAug rewrites of its reports."""
+    studies = list(iter_studies(0, "train", n))[:n]
+    (root / "prepared/images").mkdir(parents=True)
+    rows, edits = [], []
+    for i, s in enumerate(studies):
+        rel = f"images/{i}.png"
+        save_png(render(s, STORED), root / "prepared" / rel)
+        rows.append({"pair_id": f"p{i}", "patient_id": s.patient_id, "study_id": s.study_id, "split": "train",
+                     "image": rel, "report": s.report, "view": "PA", **s.labels(), "label_source": "phantom"})
+        new = ("Large left pleural effusion. " if i % 2 else "No pleural effusion. ") + s.report
+        edits.append({"source_pair_id": f"p{i}", "task": "intra", "report_new": new, **label_report(new),
+                      "status": "ok"})
+    prepared = root / "prepared/pairs.parquet"
+    pairs_frame(rows).to_parquet(prepared)
+    rewritten = root / "intra.parquet"
+    frame = pd.DataFrame(edits)
+    for label in LABELS:
+        frame[label] = frame[label].astype("Int8")
+    frame.to_parquet(rewritten)
+    return prepared, rewritten
+
+
+def run(cfg: IntraConfig, root: Path, prepared: Path, rewritten: Path, generator: Path, name: str) -> pd.DataFrame:
+    return generate_intra(cfg, 0, prepared=prepared, rewritten=rewritten, generator_dir=generator,
+                          out_dir=root / name, work_root=root / "work")
+
+
+def check_contract(manifest: pd.DataFrame, out: Path, inversion: bool, cfg: IntraConfig) -> None:
+    assert list(manifest.columns) == INTRA_COLUMNS
+    assert INTRA_COLUMNS[:len(MANIFEST_COLUMNS)] == MANIFEST_COLUMNS
+    assert len(manifest) == N_PAIRS and manifest["pair_id"].is_unique
+    assert (manifest["branch"] == "intra").all() and (manifest["inversion"] == inversion).all()
+    assert (manifest["eta"] == cfg.eta).all() and (manifest["steps"] == cfg.steps).all()
+    for _, row in manifest.iterrows():
+        for col in ("image", "source_image"):
+            assert sha256_file(out / row[col]) == row[f"{col}_sha256"]
+            assert load_gray(out / row[col]).shape == (STORED, STORED)
+    assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.parquet", "source"]
+
+
+# ------------------------------------------------------------------ an external Stable Diffusion folder
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory) -> Path:
+    """A Stable Diffusion v1-layout folder saved by diffusers' own pipeline: a 4-channel latent UNet, a VAE
+    with a 2x downscale (32 px images, 16x16 latents), a CLIP text encoder, PNDM scheduler, no safety checker."""
+    torch.manual_seed(0)
+    tok = train_tokenizer([s.report for s in iter_studies(0, "train", 20)] + ["large left pleural effusion"],
+                          vocab_size=200, max_length=32)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                                num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                                pad_token_id=tok.pad_token_id))
+    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=4)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=4, sample_size=32)
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    folder = tmp_path_factory.mktemp("ext") / "tiny-sd"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("init", ["noise", "inversion"])
+def test_external_stable_diffusion_folder_edits_in_latent_space(tmp_path, sd_folder, init):
+    prepared, rewritten = write_inputs(tmp_path)
+    cfg = IntraConfig(steps=3, batch_size=4, init=init, self_max_positions=256)
+    seen = []
+
+    def spy(module, args):  # a global forward pre-hook: what latents did the UNet see?
+        if isinstance(module, UNet2DConditionModel):
+            seen.append(tuple(args[0].shape))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(spy)
+    try:
+        manifest = run(cfg, tmp_path, prepared, rewritten, sd_folder, "out")
+    finally:
+        handle.remove()
+    check_contract(manifest, tmp_path / "out", init == "inversion", cfg)
+    # 32 px through the 2x VAE: 4-channel 16x16 latents; chunks of 4 and 2 pairs, each step one batch of
+    # [uncond y, uncond y', cond y, cond y'] rows; inversion adds guidance-1 passes over the films alone
+    assert {s[1:] for s in seen} == {(4, 16, 16)}
+    edit_calls = [s for s in seen if s[0] in (16, 8)]
+    assert len(edit_calls) == 2 * cfg.steps  # SD's schedule keeps t = 999: no step is skipped
+    if init == "inversion":  # one refinement: two passes per step, for each chunk
+        assert sorted(s[0] for s in seen if s[0] not in (16, 8)) == [2] * 2 * cfg.steps + [4] * 2 * cfg.steps
+    edited = np.stack([load_gray(tmp_path / "out" / p) for p in manifest["image"]])
+    source = np.stack([load_gray(tmp_path / "out" / p) for p in manifest["source_image"]])
+    assert not np.array_equal(edited, source)  # y' differs from y, so does the image
+
+
+# ----------------------------------------------------------------------------------------- resume
+
+
+def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path):
+    prepared, rewritten = write_inputs(tmp_path)
+    generator = tiny_generator(tmp_path / "generator", size=16)  # drawn at 16 px, stored at 32
+    cfg = IntraConfig(steps=3, batch_size=4, init="inversion")
+    whole = run(cfg, tmp_path, prepared, rewritten, generator, "whole")
+    check_contract(whole, tmp_path / "whole", True, cfg)
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+    # an interrupted run left chunk 0 behind; mark its images so a reuse is visible
+    store = intra_store(cfg, 0, read_rewritten(rewritten), generator_sha(generator), tmp_path / "work")
+    sources = real_sources(prepared, read_rewritten(rewritten)["source_pair_id"], rewritten)
+    make = make_intra_chunk(load_generator(generator), cfg, STORED, generator_sha(generator), sources)
+    rows, files = make(store.chunk(0))
+    marked = {rel: np.full_like(px, 7) for rel, px in files.items()}
+    store.write(0, rows, marked)
+
+    resumed = run(cfg, tmp_path, prepared, rewritten, generator, "resumed")
+    reused = set(store.chunk(0)["pair_id"])
+    for (_, a), (_, b) in zip(whole.iterrows(), resumed.iterrows()):
+        assert a["pair_id"] == b["pair_id"]
+        if a["pair_id"] in reused:
+            assert (load_gray(tmp_path / "resumed" / b["image"]) == 7).all()
+        else:  # regenerated chunks are byte-identical to the uninterrupted run
+            assert (a["image_sha256"], a["source_image_sha256"]) == (b["image_sha256"], b["source_image_sha256"])
+
+    # a different edit setting never picks up those chunks: its work folder differs, its pair ids do not
+    edits, sha = read_rewritten(rewritten), generator_sha(generator)
+    for changed in ({"eta": 0.2}, {"init": "noise"}, {"self_eta": 0.0}, {"inversion_refine": 0}):
+        other = intra_store(IntraConfig(steps=3, batch_size=4, **changed), 0, edits, sha, tmp_path / "work")
+        assert other.work != store.work and other.items["pair_id"].tolist() == store.items["pair_id"].tolist()
+
+
+# ----------------------------------------------------------------------------------------- errors
+
+
+def test_a_report_of_an_unknown_film_names_file_row_and_field(tmp_path):
+    prepared, rewritten = write_inputs(tmp_path)
+    frame = pd.read_parquet(rewritten)
+    frame.loc[3, "source_pair_id"] = "nope"
+    frame.to_parquet(rewritten)
+    with pytest.raises(InputError, match=r"'nope'.*row 3.*field 'source_pair_id'"):
+        run(IntraConfig(steps=2), tmp_path, prepared, rewritten, tmp_path / "unused", "out")
+
+
+@pytest.mark.parametrize(("params", "key"), [({"eta": 1.5}, "intra.eta"), ({"init": "random"}, "intra.init"),
+                                              ({"self_max_positions": 0}, "intra.self_max_positions"),
+                                              ({"check": {"psnr_pairs": 0}}, "intra.check.psnr_pairs")])
+def test_bad_params_name_the_key(params, key):
+    with pytest.raises(ParamError, match=key.replace(".", r"\.")):
+        section(IntraConfig, {"intra": params}, "intra")
+
+
+# ------------------------------------------------------------------------------ the stage under DVC
+
+
+@pytest.mark.slow
+def test_stage_in_the_tiny_pipeline(tiny_repo):
+    out = tiny_repo / "data/synthetic/intra"
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    rewritten = read_rewritten(tiny_repo / "data/rewritten/intra.parquet")
+    assert len(manifest) == len(rewritten) and list(manifest.columns) == INTRA_COLUMNS
+    assert manifest["inversion"].all()  # the default init
+    metrics = json.loads((tiny_repo / "metrics/intra.json").read_text())
+    assert metrics["pairs"] == len(manifest)
+    for value in (metrics["patient"]["edited_vs_source_film"], metrics["labels"]["mean_auc"],
+                  metrics["inversion"]["psnr_guidance_1"]):
+        assert np.isfinite(value)
+    assert not (tiny_repo / "data/.work").exists() or not list((tiny_repo / "data/.work").glob("intra-*"))
