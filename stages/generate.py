@@ -8,6 +8,8 @@ import sys
 from pairaug.errors import ParamError
 from pairaug.generate.inter import SamplingConfig
 from pairaug.generate.run import generate_fresh
+from pairaug.launch import LaunchConfig, process_group, relaunch
+from pairaug.parallel import Ranks
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -18,9 +20,11 @@ def main() -> None:
         raise ParamError("stage argument", f"expected inter or image_only, got {branch!r}")
     params = load_params()
     cfg = section(SamplingConfig, params, "generate")
-    generate_fresh(branch, cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
-                   rewritten_dir="data/rewritten", generator_dir="models/generator",
-                   out_dir=f"data/synthetic/{branch}", work_root="data/.work")
+    relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: each rank takes chunk k ≡ rank
+    with process_group(Ranks.from_env()) as ranks:
+        generate_fresh(branch, cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
+                       rewritten_dir="data/rewritten", generator_dir="models/generator",
+                       out_dir=f"data/synthetic/{branch}", work_root="data/.work", ranks=ranks)
 
 
 if __name__ == "__main__":

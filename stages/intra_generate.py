@@ -4,6 +4,8 @@ import logging
 
 from pairaug.generate.intra import IntraConfig, generate_intra, intra_metrics
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, process_group, relaunch
+from pairaug.parallel import Ranks
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -17,8 +19,10 @@ def main() -> None:
     params = load_params()
     cfg = section(IntraConfig, params, "intra")
     seed = params.get("seed", 0)
-    manifest = generate_intra(cfg, seed, prepared=PREPARED, rewritten=REWRITTEN, generator_dir="models/generator",
-                              out_dir=OUT, work_root="data/.work")
+    relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: each rank takes chunk k ≡ rank
+    with process_group(Ranks.from_env()) as ranks:
+        manifest = generate_intra(cfg, seed, prepared=PREPARED, rewritten=REWRITTEN,
+                                  generator_dir="models/generator", out_dir=OUT, work_root="data/.work", ranks=ranks)
     if manifest is None:  # not rank 0: rank 0 assembles and measures
         return
     metrics = intra_metrics(cfg, seed, manifest, out_dir=OUT, prepared=PREPARED, rewritten=REWRITTEN,

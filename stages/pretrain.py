@@ -6,6 +6,8 @@ Usage: python stages/pretrain.py <mix>
 import sys
 
 from pairaug.errors import ParamError
+from pairaug.launch import LaunchConfig, process_group, relaunch
+from pairaug.parallel import Ranks
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.tracking import TrackingConfig, log_pretrain
@@ -19,10 +21,13 @@ def main() -> None:
     params = load_params()
     cfg = section(PretrainConfig, params, "pretrain")
     tracking = section(TrackingConfig, params, "tracking")
-    pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated/pairs.parquet",
-                 f"models/vlp/{mix}")
-    # After the outputs are written: one MLflow run per seed; a failure to log only warns.
-    log_pretrain(mix, tracking, f"models/vlp/{mix}")
+    relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: rerun under torchrun / accelerate
+    with process_group(Ranks.from_env()) as ranks:
+        pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated",
+                     f"models/vlp/{mix}", ranks)
+    # After the outputs are written: one MLflow run per seed (rank 0 only); a failure to log only warns.
+    if ranks.is_main:
+        log_pretrain(mix, tracking, f"models/vlp/{mix}")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ from pairaug.params import load_params, section
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.validate import validate_pairs
 from pairaug.stage import run_stage
+from pairaug.train.pretrain import PretrainConfig
 
 
 def main() -> None:
-    cfg = section(ValidateConfig, load_params(), "validate")
-    validate_pairs(cfg)
+    params = load_params()
+    cfg = section(ValidateConfig, params, "validate")
+    # Only `pretrain.mixes` (dvc.yaml declares no other pretrain key here): one manifest per mix.
+    mixes = section(PretrainConfig, {"pretrain": {"mixes": params.get("pretrain", {}).get("mixes", {})}}, "pretrain")
+    validate_pairs(cfg, mixes=mixes.mixes)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ TINY_PARAMS: dict = {
     # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
     # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
     "prune": {"inter_tau": 0.0},
-    "pretrain": {"arch": {"vision_layers": 1, "text_layers": 1},
+    "pretrain": {"seeds": [0], "arch": {"vision_layers": 1, "text_layers": 1},
                  "train": {"steps": 6, "batch_size": 32, "select_every": 3}},
     "evaluate": {"probe_draws": 1},
     "report": {"tsne_per_set": 20, "gallery_pairs": 4},

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from pairaug.data.schema import LABELS, read_pairs
+from pairaug.errors import InputError, ParamError
+from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
 from pairaug.evaluate.linear_probe import linear_probe
-from pairaug.evaluate.run import summarise
+from pairaug.evaluate.run import EvaluateConfig, evaluate_mix, summarise
 from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
+from pairaug.params import section
 from pairaug.report import ablation, ablation_markdown, verdicts, write_report
+from pairaug.tracking import eval_metrics
 
 
 def _unit(v):
@@ -94,3 +102,51 @@ def test_one_seed_makes_no_claim(tmp_path):
     saved = json.loads((tmp_path / "a.json").read_text())
     assert saved["missing_mixes"] == ["intra"]
     assert "one seed, no test" in (tmp_path / "a.md").read_text()
+
+
+# ---------------------------------------------------------------- label-only evaluation sets
+
+CHEXPERT_HEADER = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *LABELS]
+
+
+def chexpert_copy_of_test_split(prepared: Path, dest: Path) -> Path:
+    """The prepared test split re-laid out as a CheXpert folder (valid.csv + images, dataset labels)."""
+    pairs = read_pairs(prepared / "pairs.parquet")
+    test = pairs[pairs["split"] == "test"]
+    root = dest / "CheXpert-v1.0-small"
+    rows = []
+    for k, (_, r) in enumerate(test.iterrows()):
+        rel = f"valid/patient{k:05d}/study1/view1_frontal.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(prepared / r["image"], root / rel)
+        labels = ["" if pd.isna(r[c]) else f"{float(r[c]):.1f}" for c in LABELS]
+        rows.append([f"CheXpert-v1.0-small/{rel}", "Female", "60", "Frontal", "PA", *labels])
+    pd.DataFrame(rows, columns=CHEXPERT_HEADER).to_csv(root / "valid.csv", index=False)
+    return root
+
+
+def test_label_set_is_scored_like_the_test_split(tiny_repo, tmp_path):
+    """A CheXpert-format copy of the test split (same pixels, same labels) gets the test split's AUCs."""
+    root = chexpert_copy_of_test_split(tiny_repo / "data" / "prepared", tmp_path)
+    cfg = EvaluateConfig(probe_draws=1, label_sets={"chexpert": LabelSetConfig(source="chexpert", root=str(root))})
+    result, _ = evaluate_mix(tiny_repo / "models" / "vlp" / "none", cfg, tiny_repo / "data" / "prepared" / "pairs.parquet", 0)
+    seed = result["seeds"]["0"]
+    as_set = seed["label_sets"]["chexpert"]
+    assert as_set["zeroshot"]["auc"] == pytest.approx(seed["zeroshot"]["auc"])
+    assert as_set["linear_probe"]["auc"] == pytest.approx(seed["linear_probe"]["auc"])
+    assert "label_sets.chexpert.zeroshot.mean_auc" in eval_metrics(seed)  # what MLflow gets
+
+
+def test_label_set_errors_name_the_problem(tmp_path):
+    with pytest.raises(ParamError, match=r"evaluate.label_sets.cx.root"):
+        section(EvaluateConfig, {"evaluate": {"label_sets": {"cx": {"source": "chexpert"}}}}, "evaluate")
+    with pytest.raises(InputError, match="valid.csv"):
+        load_label_set(LabelSetConfig(source="chexpert", root=str(tmp_path / "nowhere")), 32)
+    root = tmp_path / "CheXpert-v1.0-small"
+    root.mkdir()
+    row = ["CheXpert-v1.0-small/valid/p1/s1/view1_frontal.png", "F", "60", "Frontal", "PA", *[""] * len(LABELS)]
+    pd.DataFrame([row], columns=CHEXPERT_HEADER).to_csv(root / "valid.csv", index=False)
+    (root / "valid/p1/s1").mkdir(parents=True)
+    (root / "valid/p1/s1/view1_frontal.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="view1_frontal.png"):
+        load_label_set(LabelSetConfig(source="chexpert", root=str(root)), 32)

@@ -73,7 +73,7 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
         digests = {i.dataset.name: i.dataset.digest for i in r.inputs.dataset_inputs}
         assert digests["real_pairs"] == lock_dep_md5(lock, f"pretrain@{mix}", "data/prepared/pairs.parquet")
         if params["pretrain"]["mixes"][mix]:
-            assert digests["synthetic_pairs"] == lock_dep_md5(lock, f"pretrain@{mix}", "data/validated/pairs.parquet")
+            assert digests["synthetic_pairs"] == lock_dep_md5(lock, f"pretrain@{mix}", f"data/validated/mixes/{mix}.parquet")
         assert "zeroshot.mean_auc" in r.data.metrics and "linear_probe.100pct.mean_auc" in r.data.metrics
         curve = client.get_metric_history(r.info.run_id, "train_loss")
         assert len(curve) >= 2 and len({m.step for m in curve}) == len(curve)

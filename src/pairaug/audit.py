@@ -37,7 +37,6 @@ from pairaug.tracking import (
     AUDIT_LINEAGE,
     AUDIT_PAIRS,
     REAL_MANIFEST,
-    SYNTHETIC_MANIFEST,
     TrackingConfig,
     audit_pairs,
     ensure_experiment,
@@ -46,6 +45,7 @@ from pairaug.tracking import (
     lock_dep,
     lock_outs,
     read_lock,
+    synthetic_manifest,
     tracking_uri,
     weights_sha256,
 )
@@ -156,11 +156,12 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
         raise InputError("not a pretrained mix folder (no training_pairs.parquet)", file=path)
     mix = path.name
     lock = read_lock(root)
-    inputs = {p: m for p in (REAL_MANIFEST, SYNTHETIC_MANIFEST) if (m := lock_dep(lock, f"pretrain@{mix}", p))}
+    manifest = synthetic_manifest(mix)
+    inputs = {p: m for p in (REAL_MANIFEST, manifest) if (m := lock_dep(lock, f"pretrain@{mix}", p))}
     training = pd.read_parquet(path / "training_pairs.parquet")
     validated = None
-    syn = root / SYNTHETIC_MANIFEST
-    if syn.exists() and (SYNTHETIC_MANIFEST not in inputs or md5_file(syn) == inputs[SYNTHETIC_MANIFEST]):
+    syn = root / manifest
+    if syn.exists() and (manifest not in inputs or md5_file(syn) == inputs[manifest]):
         validated = pd.read_parquet(syn)
     commit, dirty = git_state(root)
     seeds = sorted(path.glob("seed-*"))

@@ -42,7 +42,11 @@ from pairaug.io import md5_file, repo_root, sha256_file
 log = logging.getLogger("pairaug.tracking")
 
 REAL_MANIFEST = "data/prepared/pairs.parquet"
-SYNTHETIC_MANIFEST = "data/validated/pairs.parquet"
+def synthetic_manifest(mix: str) -> str:
+    """The validated synthetic pairs a mix trains on (written by `validate`, read by `pretrain@<mix>`)."""
+    return f"data/validated/mixes/{mix}.parquet"
+
+
 GX_RESULT = "data/validated/result.json"
 AUDIT_DIR = "audit"  # run artifacts read by `pairaug audit`
 AUDIT_PAIRS = f"{AUDIT_DIR}/synthetic_pairs.parquet"
@@ -350,16 +354,16 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     params = stage_params([f"pretrain@{mix}", *extra_stages], workspace)
     lock = read_lock(workspace)
     if inputs is None:
-        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, SYNTHETIC_MANIFEST) if (workspace / p).exists()}
+        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, synthetic_manifest(mix)) if (workspace / p).exists()}
     training = pd.read_parquet(mix_dir / "training_pairs.parquet")
     validated = None
-    syn_path = workspace / SYNTHETIC_MANIFEST
+    syn_path = workspace / synthetic_manifest(mix)
     # Only the version of the synthetic manifest that trained the model (its md5 was recorded).
-    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(SYNTHETIC_MANIFEST) == md5_file(syn_path):
+    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(synthetic_manifest(mix)) == md5_file(syn_path):
         validated = pd.read_parquet(syn_path)
     audit = audit_pairs(training, validated)
     if not (training["branch"] != "real").any():
-        inputs = {k: v for k, v in inputs.items() if k != SYNTHETIC_MANIFEST}  # `none` trains on real pairs only
+        inputs = {k: v for k, v in inputs.items() if k != synthetic_manifest(mix)}  # `none` trains on real pairs only
     records = []
     for seed_dir in sorted(mix_dir.glob("seed-*")):
         seed = int(seed_dir.name.removeprefix("seed-"))
@@ -404,8 +408,8 @@ def _log_training(client, run_id: str, rec: TrainingRecord, cfg: TrackingConfig,
         client.log_artifact(run_id, str(lineage), AUDIT_DIR)
     client.log_artifact(run_id, str(rec.seed_dir.parent / "training_pairs.parquet"), AUDIT_DIR)
     gx_result = workspace / GX_RESULT
-    syn_md5 = rec.inputs.get(SYNTHETIC_MANIFEST)
-    if syn_md5 and gx_result.exists() and md5_file(workspace / SYNTHETIC_MANIFEST) == syn_md5:
+    syn_md5 = rec.inputs.get(synthetic_manifest(rec.mix))
+    if syn_md5 and gx_result.exists() and md5_file(workspace / synthetic_manifest(rec.mix)) == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
     if log_the_model and cfg.log_model:
         log_model(client, run_id, rec.seed_dir, cfg, rec.tags)
@@ -475,7 +479,7 @@ def log_evaluate(mix: str, cfg: TrackingConfig, mix_dir: str | Path, result: dic
         eval_params = {k: v for k, v in stage_params([f"evaluate@{mix}"], workspace).items()
                        if k.startswith("evaluate.") or k == "seed"}
         lock = read_lock(workspace)
-        recorded = {p: lock_dep(lock, f"pretrain@{mix}", p) for p in (REAL_MANIFEST, SYNTHETIC_MANIFEST)}
+        recorded = {p: lock_dep(lock, f"pretrain@{mix}", p) for p in (REAL_MANIFEST, synthetic_manifest(mix))}
         records = None
         ids = []
         for seed_dir in sorted(Path(mix_dir).glob("seed-*")):
@@ -537,6 +541,8 @@ def eval_metrics(result: dict) -> dict[str, float]:
     for frac, v in (probe.get("mean_auc") or {}).items():
         if v is not None:
             out[metric_key("linear_probe", frac, "mean_auc")] = float(v)
+    for name, set_result in (result.get("label_sets") or {}).items():  # e.g. label_sets.chexpert.zeroshot.mean_auc
+        out.update({metric_key("label_sets", name, k): v for k, v in eval_metrics(set_result).items()})
     return out
 
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from pairaug.data.schema import COMPETITION_LABELS, LABELS, read_pairs
+from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
 from pairaug.evaluate.linear_probe import linear_probe
 from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, roc_points, zero_shot_probs
 from pairaug.models.clip import features, load_clip, text_max_length, tokenize
@@ -24,6 +25,8 @@ class EvaluateConfig:
     probe_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     probe_draws: int = 5  # repeated draws of the small fractions, averaged
     batch_size: int = 512
+    # Label-only sets scored besides the test split (CheXpert, NIH): name → where and how to read it.
+    label_sets: dict[str, LabelSetConfig] = field(default_factory=dict)
 
 
 class VisionLanguageModel:
@@ -63,18 +66,27 @@ def evaluable_labels(df: pd.DataFrame) -> list[str]:
 
 
 def evaluate_model(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, tuple[torch.Tensor, pd.DataFrame]],
-                   seed: int) -> tuple[dict, list[dict]]:
-    """Zero-shot and linear-probe AUCs on the test split; ROC rows of the zero-shot scores."""
-    test_images, test = splits["test"]
-    labels = evaluable_labels(test)
-    targets = binary_targets(test, labels)
+                   seed: int, label_sets: dict[str, tuple[torch.Tensor, pd.DataFrame]] | None = None,
+                   ) -> tuple[dict, list[dict]]:
+    """Zero-shot and linear-probe AUCs on the test split (and each label set); ROC rows of the test split."""
+    feats = {name: vlp.image_features(imgs) for name, (imgs, _) in splits.items()}
+    result, roc = score_set(vlp, cfg, splits, feats, *splits["test"], seed)
+    for name, (images, rows) in (label_sets or {}).items():
+        result.setdefault("label_sets", {})[name] = score_set(vlp, cfg, splits, feats, images, rows, seed)[0]
+    return result, roc
+
+
+def score_set(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, tuple[torch.Tensor, pd.DataFrame]],
+              feats: dict[str, np.ndarray], images: torch.Tensor, rows: pd.DataFrame, seed: int) -> tuple[dict, list[dict]]:
+    """One evaluation set: zero-shot AUCs, and probe AUCs of heads trained on the prepared train split."""
+    labels = evaluable_labels(rows)
+    targets = binary_targets(rows, labels)
     pos, neg = class_embeddings(vlp.encode_texts, labels, cfg.prompts.positive, cfg.prompts.negative)
-    probs = zero_shot_probs(vlp.encode_images(test_images), pos, neg)
+    probs = zero_shot_probs(vlp.encode_images(images), pos, neg)
     zs = auc_per_label(probs, targets, labels)
     competition = [zs[k] for k in COMPETITION_LABELS if zs.get(k) is not None]
-    feats = {name: vlp.image_features(imgs) for name, (imgs, _) in splits.items()}
     probe = linear_probe(feats["train"], binary_targets(splits["train"][1], labels), feats["valid"],
-                         binary_targets(splits["valid"][1], labels), feats["test"], targets, labels,
+                         binary_targets(splits["valid"][1], labels), vlp.image_features(images), targets, labels,
                          cfg.probe_fractions, seed, cfg.probe_draws)
     probe_means = {frac: _mean([v for k, v in aucs.items() if k in COMPETITION_LABELS]) for frac, aucs in probe.items()}
     result = {"zeroshot": {"auc": zs, "mean_auc": _mean(competition)},
@@ -92,9 +104,11 @@ def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFr
 def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int) -> tuple[dict, list[dict]]:
     """Evaluate every seed-<s>/ model under `mix_dir`; mean ± std over seeds."""
     splits = load_splits(prepared)
+    size = int(splits["test"][0].shape[-1])  # label sets get the prepared images' size
+    label_sets = {name: load_label_set(set_cfg, size) for name, set_cfg in cfg.label_sets.items()}
     per_seed, roc = {}, []
     for folder in sorted(Path(mix_dir).glob("seed-*")):
-        result, rows = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed)
+        result, rows = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed, label_sets)
         per_seed[folder.name.removeprefix("seed-")] = result
         roc += [{**r, "seed": folder.name.removeprefix("seed-")} for r in rows]
     return {"seeds": per_seed, "summary": summarise(per_seed)}, roc

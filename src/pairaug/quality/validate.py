@@ -25,10 +25,20 @@ def read_pruned(path: Path) -> pd.DataFrame:
         raise InputError(f"cannot read Parquet: {e}", file=path) from None
 
 
+def mix_manifest(pairs: pd.DataFrame, branches: list[str]) -> pd.DataFrame:
+    """A mix's validated pairs in a fixed order (image paths stay relative to the validated folder)."""
+    rows = pairs[pairs["branch"].isin(branches)]
+    return rows.sort_values("pair_id", kind="stable").reset_index(drop=True)
+
+
 def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pairs.parquet",
                    prepared: str | Path = "data/prepared/pairs.parquet", out_dir: str | Path = "data/validated",
-                   metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".") -> dict:
+                   metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".",
+                   mixes: dict[str, list[str]] | None = None) -> dict:
     """Run the gate; on success write `out_dir/{pairs.parquet,result.json}` and return the summary.
+
+    `mixes` (name → branches, from `pretrain.mixes`) also get `out_dir/mixes/<name>.parquet`: the pairs
+    each `pretrain@<name>` trains on, so a change that leaves a mix's pairs alone does not retrain it.
 
     On failure `out_dir` is not written (so `pretrain`, which depends on it, cannot run), the summary
     still goes to `metrics_path`, and QualityGateError names every failed expectation in one line.
@@ -50,4 +60,6 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
         tmp.mkdir(parents=True)
         write_parquet(pairs, tmp / "pairs.parquet")
         write_json(tmp / "result.json", result)
+        for name, branches in (mixes or {}).items():
+            write_parquet(mix_manifest(pairs, branches), tmp / "mixes" / f"{name}.parquet")
     return info

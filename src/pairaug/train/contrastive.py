@@ -3,6 +3,11 @@
 Used by `fit-scorer` (the pruning scorer) and by `pretrain@mix` (the VLP model). Images are held as
 one uint8 tensor (the pipeline's images are small; a user's 224 px MIMIC run streams through the
 same loop in batches). Augmentation is a small random shift, enough to regularise a scarce train set.
+
+Under `torchrun` / `accelerate launch` (several ranks) the model is wrapped in DistributedDataParallel
+and `batch_size` stays the *global* batch: every rank draws the same batch and takes its 1/N slice, the
+embeddings of all slices are gathered (with gradients) so the contrastive loss sees the whole batch's
+negatives, and DDP averages the gradients. One step then equals a single-process step on that batch.
 """
 
 from __future__ import annotations
@@ -10,16 +15,21 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import CLIPModel, PreTrainedTokenizerBase
 
+from pairaug.errors import ParamError
 from pairaug.models.clip import ImagePreprocessor, text_max_length, tokenize
+from pairaug.parallel import Ranks
 from pairaug.params import positive
 
 log = logging.getLogger(__name__)
@@ -54,10 +64,17 @@ class TrainHistory:
                 "best_step": self.best_step, "best_score": self.best_score}
 
 
-def clip_loss(model: CLIPModel, pixel_values: torch.Tensor, input_ids: torch.Tensor,
-              attention_mask: torch.Tensor) -> torch.Tensor:
+def clip_loss(model: CLIPModel | DistributedDataParallel, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+              attention_mask: torch.Tensor, gather: bool = False) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch; `gather`: over the batch of all ranks (this rank holds a slice)."""
     out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
-    logits = out.logits_per_image
+    img, txt = out.image_embeds, out.text_embeds  # L2-normalised projections
+    if gather:  # all_gather with gradients: each rank's loss is the global batch's loss
+        with warnings.catch_warnings():  # torch 2.x points this public op at a private replacement
+            warnings.simplefilter("ignore", FutureWarning)
+            img, txt = torch.cat(dist_fn.all_gather(img)), torch.cat(dist_fn.all_gather(txt))
+    clip = model.module if isinstance(model, DistributedDataParallel) else model
+    logits = (torch.matmul(txt, img.t()) * clip.logit_scale.exp()).t()  # as CLIPModel computes logits_per_image
     target = torch.arange(logits.shape[0])
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
@@ -81,17 +98,25 @@ def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> tor
 def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocessor,
                images: torch.Tensor, texts: list[str], cfg: ContrastiveConfig, seed: int,
                select: Callable[[CLIPModel], float], *, weights: torch.Tensor | None = None,
-               on_eval: Callable[[int, float, float], None] | None = None) -> tuple[CLIPModel, TrainHistory]:
+               on_eval: Callable[[int, float, float], None] | None = None,
+               ranks: Ranks | None = None) -> tuple[CLIPModel, TrainHistory]:
     """Train `model` on (images[i], texts[i]); return the model at the best `select` score (higher = better).
 
     Batches are drawn without replacement within a pass over the data; `weights` (optional, per pair)
-    instead draws pairs in proportion to their weight (how a mix sets its synthetic share).
+    instead draws pairs in proportion to their weight (how a mix sets its synthetic share). With
+    `ranks.world` > 1 (an initialised process group) each step is a DDP step on a slice of the batch.
     """
+    ranks = ranks or Ranks()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tokens = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
     n = len(texts)
     batch = min(cfg.batch_size, n)
+    distributed = ranks.world > 1
+    if distributed and batch % ranks.world:
+        raise ParamError("train.batch_size", f"the global batch ({batch}) must divide by the {ranks.world} processes")
+    shard = slice(ranks.rank * batch // ranks.world, (ranks.rank + 1) * batch // ranks.world)
+    forward = DistributedDataParallel(model) if distributed else model
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -102,7 +127,7 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
     history = TrainHistory()
     best_state = copy.deepcopy(model.state_dict())
     order, pos, losses = torch.empty(0, dtype=torch.long), 0, []
-    with tqdm(total=total, desc="contrastive", unit="step", disable=None) as bar:
+    with tqdm(total=total, desc="contrastive", unit="step", disable=None if ranks.is_main else True) as bar:
         for step in range(1, total + 1):
             if pos + batch > len(order):  # a new pass over the data
                 order = (torch.randperm(n, generator=gen) if weights is None
@@ -111,8 +136,10 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
             idx = order[pos:pos + batch]
             pos += batch
             model.train()
-            pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)
-            loss = clip_loss(model, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx])
+            # Every rank draws the whole batch (the generator stays in step) and keeps its slice.
+            pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)[shard]
+            idx = idx[shard]
+            loss = clip_loss(forward, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx], distributed)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

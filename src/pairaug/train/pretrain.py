@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,7 @@ from pairaug.models.clip import (
     tokenize,
 )
 from pairaug.models.tokenizer import train_tokenizer
+from pairaug.parallel import Ranks
 from pairaug.params import in_range
 from pairaug.train.contrastive import ContrastiveConfig, train_clip
 from pairaug.train.scorer import load_split_images, valid_loss_fn
@@ -77,7 +79,8 @@ class PretrainConfig:
 
 
 def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: str | Path) -> pd.DataFrame:
-    """Real train pairs + the mix's validated synthetic pairs: (pair_id, branch, report, image_path)."""
+    """Real train pairs + the mix's validated synthetic pairs (`validated`/mixes/<mix>.parquet, written by
+    `validate`): (pair_id, branch, report, path)."""
     if mix not in cfg.mixes:
         raise ParamError("pretrain.mixes", f"no mix named {mix!r} (have: {', '.join(cfg.mixes)})")
     prepared, validated = Path(prepared), Path(validated)
@@ -87,16 +90,17 @@ def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: st
                             "path": [str(prepared.parent / p) for p in real["image"]]})]
     branches = cfg.mixes[mix]
     if branches:
-        if not validated.exists():
-            raise InputError("validated synthetic pairs not found (run `dvc repro validate`)", file=validated)
-        syn = pd.read_parquet(validated)
-        syn = syn[syn["branch"].isin(branches)]
+        manifest = validated / "mixes" / f"{mix}.parquet"
+        if not manifest.exists():
+            raise InputError(f"validated pairs of mix {mix!r} not found (run `dvc repro validate`)", file=manifest)
+        syn = pd.read_parquet(manifest)
         missing = set(branches) - set(syn["branch"])
-        if missing:
-            raise InputError(f"mix {mix!r} needs branch(es) {sorted(missing)} but no validated pair has them",
-                             file=validated, field="branch")
+        if missing or set(syn["branch"]) - set(branches):
+            raise InputError(f"mix {mix!r} needs branch(es) {branches} but its validated pairs hold "
+                             f"{sorted(set(syn['branch']))} (missing: {sorted(missing)}; rerun `dvc repro validate`)",
+                             file=manifest, field="branch")
         frames.append(pd.DataFrame({"pair_id": syn["pair_id"], "branch": syn["branch"], "report": syn["report"],
-                                    "path": [str(validated.parent / p) for p in syn["image"]]}))
+                                    "path": [str(validated / p) for p in syn["image"]]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -137,8 +141,13 @@ def new_model(cfg: PretrainConfig, train_reports: list[str], image_size: int, im
 
 
 def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path, validated: str | Path,
-                 out_dir: str | Path) -> dict:
-    """Train one model per seed of `cfg.seeds` into out_dir/seed-<s>/; return a summary."""
+                 out_dir: str | Path, ranks: Ranks | None = None) -> dict:
+    """Train one model per seed of `cfg.seeds` into out_dir/seed-<s>/; return a summary.
+
+    Under several ranks (DDP, `cfg.train.batch_size` the global batch) every rank trains and rank 0
+    alone writes out_dir.
+    """
+    ranks = ranks or Ranks()
     pairs = mix_pairs(mix, cfg, prepared, validated)
     real = read_pairs(prepared)
     valid = real[real["split"] == "valid"]
@@ -149,8 +158,9 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
     train_reports = pairs.loc[pairs["branch"] == "real", "report"].tolist()
     summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in pairs["branch"].value_counts().items()},
                      "seeds": {}}
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
+    with atomic_path(out_dir) if ranks.is_main else nullcontext() as tmp:
+        if tmp is not None:
+            tmp.mkdir(parents=True)
         for s in cfg.seeds:
             run_seed = seed * 1000 + s
             torch.manual_seed(run_seed)
@@ -160,13 +170,18 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
             else:
                 select = valid_loss_fn(tokenizer, preprocess, valid_images, valid["report"].tolist())
             model, history = train_clip(model, tokenizer, preprocess, images, pairs["report"].tolist(), cfg.train,
-                                        run_seed, select, weights=sampling_weights(pairs["branch"], cfg.synthetic_share))
+                                        run_seed, select, weights=sampling_weights(pairs["branch"], cfg.synthetic_share),
+                                        ranks=ranks)
+            summary["seeds"][str(s)] = {"best_step": history.best_step, "valid_score": history.best_score}
+            if tmp is None:
+                continue
             folder = tmp / f"seed-{s}"
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             preprocess.save(folder)
             write_json(folder / "history.json", history.as_dict())
-            summary["seeds"][str(s)] = {"best_step": history.best_step, "valid_score": history.best_score}
+        if tmp is None:
+            return summary
         # Exactly which pairs trained these models: the audit trail (pair ids, branches, image paths).
         used = pairs.assign(path=[str(Path(p)) for p in pairs["path"]])
         write_parquet(used, tmp / "training_pairs.parquet")
