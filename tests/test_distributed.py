@@ -38,11 +38,11 @@ def test_ddp_steps_equal_single_process_steps_on_the_global_batch(tmp_path):
         torch.testing.assert_close(ddp[name], single[name], rtol=0, atol=1e-6, msg=name)
 
 
-def workspace_copy(tiny_repo: Path, dest: Path, processes: int) -> Path:
-    """A copy of the tiny workspace with `launch.processes` set (the original stays untouched)."""
+def workspace_copy(tiny_repo: Path, dest: Path, processes: int, launcher: str = "torchrun") -> Path:
+    """A copy of the tiny workspace with `launch` set (the original stays untouched)."""
     shutil.copytree(tiny_repo, dest, symlinks=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["launch"]["processes"] = processes
+    params["launch"] = {"launcher": launcher, "processes": processes}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 
@@ -73,7 +73,8 @@ def test_two_process_generation_equals_one_process_byte_for_byte(tiny_repo, tmp_
 
 
 def test_ddp_pretrain_stage_writes_and_logs_once(tiny_repo, tmp_path):
-    repo = workspace_copy(tiny_repo, tmp_path / "repo", processes=2)
+    # Through `accelerate launch` this time (the generation tests use torchrun).
+    repo = workspace_copy(tiny_repo, tmp_path / "repo", processes=2, launcher="accelerate")
     runs_before = mlflow_runs(repo, "none")
     proc = run([sys.executable, "stages/pretrain.py", "none"], repo)
     assert "launching 2 processes" in proc.stderr
