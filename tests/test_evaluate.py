@@ -152,3 +152,32 @@ def test_label_set_errors_name_the_problem(tmp_path):
     (root / "valid/p1/s1/view1_frontal.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="view1_frontal.png"):
         load_label_set(LabelSetConfig(source="chexpert", root=str(root)), 32)
+
+
+def test_one_vision_pass_gives_both_probe_features_and_zero_shot_embeddings(tiny_repo):
+    """`encode` runs the tower once; its outputs are what transformers' own calls give, at any batch size."""
+    import torch
+
+    from pairaug.evaluate.run import VisionLanguageModel, load_splits
+
+    images = load_splits(tiny_repo / "data" / "prepared" / "pairs.parquet")["test"][0][:40]
+    vlp = VisionLanguageModel(tiny_repo / "models" / "vlp" / "none" / "seed-0", batch_size=16)
+    encoded = vlp.encode(images)
+    with torch.inference_mode():
+        pixels = vlp.preprocess(images)
+        pooled = vlp.model.vision_model(pixel_values=pixels).pooler_output
+        projected = torch.nn.functional.normalize(vlp.model.visual_projection(pooled), dim=-1)
+    np.testing.assert_allclose(encoded.features, pooled.numpy(), atol=1e-5)
+    np.testing.assert_allclose(encoded.embeddings, projected.numpy(), atol=1e-5)
+    assert encoded.features.shape[0] == encoded.embeddings.shape[0] == 40
+
+
+def test_evaluation_does_not_depend_on_the_inference_batch(tiny_repo):
+    mix = tiny_repo / "models" / "vlp" / "none"
+    pairs = tiny_repo / "data" / "prepared" / "pairs.parquet"
+    small, _ = evaluate_mix(mix, EvaluateConfig(probe_draws=1, batch_size=7), pairs, 0)
+    large, _ = evaluate_mix(mix, EvaluateConfig(probe_draws=1, batch_size=512), pairs, 0)
+    for seed, result in small["seeds"].items():
+        assert result["zeroshot"]["auc"] == pytest.approx(large["seeds"][seed]["zeroshot"]["auc"], abs=1e-6)
+        for fraction, aucs in result["linear_probe"]["auc"].items():
+            assert aucs == pytest.approx(large["seeds"][seed]["linear_probe"]["auc"][fraction], abs=1e-6)
