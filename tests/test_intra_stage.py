@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from test_intra_p2p import tiny_generator
+from tiny_sd import save_tiny_sd
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from pairaug.data.images import load_gray
@@ -93,20 +94,7 @@ def sd_folder(tmp_path_factory) -> Path:
                                                 num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
                                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                 pad_token_id=tok.pad_token_id))
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4, norm_num_groups=4)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                        norm_num_groups=4, sample_size=32)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    folder = tmp_path_factory.mktemp("ext") / "tiny-sd"
-    pipe.save_pretrained(folder)
-    return folder
+    return save_tiny_sd(tmp_path_factory.mktemp("ext") / "tiny-sd", tok, text_encoder)
 
 
 @pytest.mark.parametrize("init", ["noise", "inversion"])

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY_PARAMS, copy_repo, deep_merge
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
+from tiny_sd import save_tiny_sd
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
     CLIPConfig,
@@ -63,20 +64,8 @@ def sd_folder(tmp_path_factory) -> Path:
     tok = tiny_clip_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_config(tok, hidden_size=32, intermediate_size=64,
                                                               num_hidden_layers=1, num_attention_heads=2)))
-    unet = UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, block_out_channels=(8, 16),
-                                layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4, norm_num_groups=4)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3,
-                        up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(8, 8, 16), latent_channels=4,
-                        norm_num_groups=4, sample_size=64)
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    folder = tmp_path_factory.mktemp("ext") / "tiny-sd"
-    pipe.save_pretrained(folder)
-    return folder
+    return save_tiny_sd(tmp_path_factory.mktemp("ext") / "tiny-sd", tok, text_encoder, vae_channels=(8, 8, 16),
+                        image_size=64)
 
 
 @pytest.fixture(scope="module")

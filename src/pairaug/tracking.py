@@ -426,18 +426,24 @@ def _dataset_source(path: Path):
         return resolve_dataset_source(str(path.resolve()))
 
 
+def _open_store(cfg: TrackingConfig):
+    """(experiment id, tracking URI, MlflowClient) of the configured store, the experiment created if new."""
+    from mlflow import MlflowClient
+
+    exp_id = ensure_experiment(cfg)
+    uri = tracking_uri()
+    return exp_id, uri, MlflowClient(uri, uri)
+
+
 def log_pretrain(mix: str, cfg: TrackingConfig, mix_dir: str | Path, workspace: str | Path = ".") -> Outcome:
     """After `pretrain@mix` wrote its models: one run per seed (see the module doc). Never raises."""
     with not_fatal(f"pretrain@{mix}") as out:
         if not cfg.enabled:
             return out
         import mlflow
-        from mlflow import MlflowClient
 
         workspace = Path(workspace)
-        exp_id = ensure_experiment(cfg)
-        uri = tracking_uri()
-        client = MlflowClient(uri, uri)
+        exp_id, uri, client = _open_store(cfg)
         ids = []
         for rec in training_records(mix, mix_dir, f"pretrain@{mix}", workspace):
             with mlflow.start_run(experiment_id=exp_id, run_name=f"{mix}-seed{rec.seed}", tags=rec.tags) as run:
@@ -470,12 +476,9 @@ def log_evaluate(mix: str, cfg: TrackingConfig, mix_dir: str | Path, result: dic
         if not cfg.enabled:
             return out
         import mlflow
-        from mlflow import MlflowClient
 
         workspace = Path(workspace)
-        exp_id = ensure_experiment(cfg)
-        uri = tracking_uri()
-        client = MlflowClient(uri, uri)
+        exp_id, uri, client = _open_store(cfg)
         eval_params = {k: v for k, v in stage_params([f"evaluate@{mix}"], workspace).items()
                        if k.startswith("evaluate.") or k == "seed"}
         lock = read_lock(workspace)
