@@ -42,11 +42,6 @@ from pairaug.io import md5_file, repo_root, sha256_file
 log = logging.getLogger("pairaug.tracking")
 
 REAL_MANIFEST = "data/prepared/pairs.parquet"
-def synthetic_manifest(mix: str) -> str:
-    """The validated synthetic pairs a mix trains on (written by `validate`, read by `pretrain@<mix>`)."""
-    return f"data/validated/mixes/{mix}.parquet"
-
-
 GX_RESULT = "data/validated/result.json"
 AUDIT_DIR = "audit"  # run artifacts read by `pairaug audit`
 AUDIT_PAIRS = f"{AUDIT_DIR}/synthetic_pairs.parquet"
@@ -57,6 +52,11 @@ AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report
 KEY_METRICS = ("zeroshot.mean_auc", "linear_probe.1pct.mean_auc", "linear_probe.10pct.mean_auc",
                "linear_probe.100pct.mean_auc")
 VIEW_KEY = "pairaug-mixes"
+
+
+def synthetic_manifest(mix: str) -> str:
+    """The validated synthetic pairs a mix trains on (written by `validate`, read by `pretrain@<mix>`)."""
+    return f"data/validated/mixes/{mix}.parquet"
 
 
 @dataclass
@@ -353,17 +353,18 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     workspace, mix_dir = Path(workspace), Path(mix_dir)
     params = stage_params([f"pretrain@{mix}", *extra_stages], workspace)
     lock = read_lock(workspace)
+    syn_rel = synthetic_manifest(mix)
     if inputs is None:
-        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, synthetic_manifest(mix)) if (workspace / p).exists()}
+        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, syn_rel) if (workspace / p).exists()}
     training = pd.read_parquet(mix_dir / "training_pairs.parquet")
     validated = None
-    syn_path = workspace / synthetic_manifest(mix)
+    syn_path = workspace / syn_rel
     # Only the version of the synthetic manifest that trained the model (its md5 was recorded).
-    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(synthetic_manifest(mix)) == md5_file(syn_path):
+    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == md5_file(syn_path):
         validated = pd.read_parquet(syn_path)
     audit = audit_pairs(training, validated)
     if not (training["branch"] != "real").any():
-        inputs = {k: v for k, v in inputs.items() if k != synthetic_manifest(mix)}  # `none` trains on real pairs only
+        inputs = {k: v for k, v in inputs.items() if k != syn_rel}  # `none` trains on real pairs only
     records = []
     for seed_dir in sorted(mix_dir.glob("seed-*")):
         seed = int(seed_dir.name.removeprefix("seed-"))
@@ -408,8 +409,9 @@ def _log_training(client, run_id: str, rec: TrainingRecord, cfg: TrackingConfig,
         client.log_artifact(run_id, str(lineage), AUDIT_DIR)
     client.log_artifact(run_id, str(rec.seed_dir.parent / "training_pairs.parquet"), AUDIT_DIR)
     gx_result = workspace / GX_RESULT
-    syn_md5 = rec.inputs.get(synthetic_manifest(rec.mix))
-    if syn_md5 and gx_result.exists() and md5_file(workspace / synthetic_manifest(rec.mix)) == syn_md5:
+    syn_rel = synthetic_manifest(rec.mix)
+    syn_md5 = rec.inputs.get(syn_rel)
+    if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
     if log_the_model and cfg.log_model:
         log_model(client, run_id, rec.seed_dir, cfg, rec.tags)

@@ -30,7 +30,7 @@ class EvaluateConfig:
     prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
     probe_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     probe_draws: int = 5  # repeated draws of the small fractions, averaged
-    batch_size: int = 128  # CPU: ~1.5x the images/s of 512 (caches), same bytes
+    batch_size: int = 128  # images per vision-tower call (CPU: ~1.5x the images/s of 512)
     # Label-only sets scored besides the test split (CheXpert, NIH): name → where and how to read it.
     label_sets: dict[str, LabelSetConfig] = field(default_factory=dict)
 
@@ -55,14 +55,6 @@ class VisionLanguageModel:
         pooled = torch.cat([self.model.vision_model(pixel_values=self.preprocess(images[s:s + self.batch_size])).pooler_output
                             for s in range(0, len(images), self.batch_size)])
         return ImageEncoding(pooled.numpy(), F.normalize(self.model.visual_projection(pooled), dim=-1).numpy())
-
-    def encode_images(self, images: torch.Tensor) -> np.ndarray:
-        """L2-normalised image embeddings (zero-shot)."""
-        return self.encode(images).embeddings
-
-    def image_features(self, images: torch.Tensor) -> np.ndarray:
-        """The frozen encoder's pooled output (before the projection), what a linear probe reads."""
-        return self.encode(images).features
 
 
 def binary_targets(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:
