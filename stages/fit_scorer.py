@@ -4,10 +4,11 @@ from pathlib import Path
 
 from pairaug.data.schema import read_pairs
 from pairaug.io import write_json
+from pairaug.measurement.images import load_split_images
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
-from pairaug.train.scorer import ScorerConfig, alignment_gap, fit_scorer, load_split_images
+from pairaug.train.scorer import ScorerConfig, alignment_gap, fit_scorer
 
 PAIRS = Path("data/prepared/pairs.parquet")
 

@@ -4,19 +4,18 @@ Passing writes data/validated/ (what `pretrain` reads); a failing suite exits no
 naming each failed expectation, so the pipeline stops before anything trains on bad pairs.
 """
 
+from pairaug.data.mixes import read_mixes
 from pairaug.params import load_params, section
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.validate import validate_pairs
 from pairaug.stage import run_stage
-from pairaug.train.pretrain import PretrainConfig
 
 
 def main() -> None:
     params = load_params()
     cfg = section(ValidateConfig, params, "validate")
-    # Only `pretrain.mixes` (dvc.yaml declares no other pretrain key here): one manifest per mix.
-    mixes = section(PretrainConfig, {"pretrain": {"mixes": params.get("pretrain", {}).get("mixes", {})}}, "pretrain")
-    validate_pairs(cfg, mixes=mixes.mixes)
+    # One manifest per mix of `pretrain.mixes` (the only pretrain key dvc.yaml declares here).
+    validate_pairs(cfg, mixes=read_mixes(params))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ import pytest
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
 from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
-from pairaug.evaluate.linear_probe import linear_probe
 from pairaug.evaluate.run import EvaluateConfig, evaluate_mix, summarise
-from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
+from pairaug.measurement.linear_probe import linear_probe
+from pairaug.measurement.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
 from pairaug.params import section
-from pairaug.report import ablation, ablation_markdown, verdicts, write_report
+from pairaug.report.ablation import ablation, ablation_markdown, verdicts, write_report
 from pairaug.tracking import eval_metrics
 
 
@@ -158,7 +158,8 @@ def test_one_vision_pass_gives_both_probe_features_and_zero_shot_embeddings(tiny
     """`encode` runs the tower once; its outputs are what transformers' own calls give, at any batch size."""
     import torch
 
-    from pairaug.evaluate.run import VisionLanguageModel, load_splits
+    from pairaug.evaluate.run import load_splits
+    from pairaug.measurement.encoder import VisionLanguageModel
 
     images = load_splits(tiny_repo / "data" / "prepared" / "pairs.parquet")["test"][0][:40]
     vlp = VisionLanguageModel(tiny_repo / "models" / "vlp" / "none" / "seed-0", batch_size=16)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from diffusers import UNet2DConditionModel
 from test_intra_p2p import tiny_generator
 from tiny_sd import save_tiny_sd
@@ -25,6 +26,7 @@ from pairaug.generate.intra import (
     INTRA_COLUMNS,
     IntraConfig,
     generate_intra,
+    intra_metrics,
     intra_store,
     make_intra_chunk,
     real_sources,
@@ -32,6 +34,7 @@ from pairaug.generate.intra import (
 from pairaug.generate.run import read_rewritten
 from pairaug.io import save_png, sha256_file
 from pairaug.models.generator import load_generator
+from pairaug.models.scorer import load_scorer
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.params import section
 
@@ -185,14 +188,44 @@ def test_bad_params_name_the_key(params, key):
 
 @pytest.mark.slow
 def test_stage_in_the_tiny_pipeline(tiny_repo):
+    """Under DVC the stage writes every edit, and metrics/intra.json measures those very files: the patient
+    figure recomputed from the images with the scorer, the changed-label counts from the reports' labels,
+    and the whole file again from the outputs (nothing in it comes from elsewhere)."""
     out = tiny_repo / "data/synthetic/intra"
     manifest = pd.read_parquet(out / "manifest.parquet")
     rewritten = read_rewritten(tiny_repo / "data/rewritten/intra.parquet")
     assert len(manifest) == len(rewritten) and list(manifest.columns) == INTRA_COLUMNS
     assert manifest["inversion"].all()  # the default init
+    assert not (tiny_repo / "data/.work").exists() or not list((tiny_repo / "data/.work").glob("intra-*"))
+    pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet").set_index("pair_id")
+    edited = np.stack([load_gray(out / rel) for rel in manifest["image"]])
+    films = np.stack([load_gray(tiny_repo / "data/prepared" / rel) for rel in pairs.loc[manifest["source_pair_id"], "image"]])
+    assert not (edited == films).all(axis=(1, 2)).any()  # every x' is an edit, not a copy of its film
+
     metrics = json.loads((tiny_repo / "metrics/intra.json").read_text())
     assert metrics["pairs"] == len(manifest)
-    for value in (metrics["patient"]["edited_vs_source_film"], metrics["labels"]["mean_auc"],
-                  metrics["inversion"]["psnr_guidance_1"]):
-        assert np.isfinite(value)
-    assert not (tiny_repo / "data/.work").exists() or not list((tiny_repo / "data/.work").glob("intra-*"))
+    scorer = load_scorer(tiny_repo / "models/scorer")
+    cos = (scorer.encode_images(edited) * scorer.encode_images(films)).sum(1).mean()
+    assert metrics["patient"]["edited_vs_source_film"] == pytest.approx(float(cos), abs=1e-5)
+    new = rewritten.drop_duplicates(["source_pair_id", "report_new"]).set_index(["source_pair_id", "report_new"]).loc[list(zip(manifest["source_pair_id"],
+                                                                             manifest["report"]))]
+    for label, n in metrics["labels"]["changed_pairs"].items():
+        before = pairs.loc[manifest["source_pair_id"], label].fillna(0).to_numpy() == 1
+        assert n == int(((new[label].fillna(0).to_numpy() == 1) != before).sum()), label
+
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    cfg = section(IntraConfig, params, "intra")
+    again = intra_metrics(cfg, params["seed"], manifest, out_dir=out, prepared=tiny_repo / "data/prepared/pairs.parquet",
+                          rewritten=tiny_repo / "data/rewritten/intra.parquet",
+                          generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer")
+    assert _same(json.loads(json.dumps(again)), metrics)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-6 or (np.isnan(a) and np.isnan(b))
+    return a == b

@@ -11,6 +11,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from pairaug.data.images import load_gray
 from pairaug.data.prepare import DataConfig, PhantomConfig, prepare
+from pairaug.measurement.images import resize_batch
+from pairaug.measurement.pixel_probe import CHECK_LABELS
 from pairaug.models.generator import (
     TextToImagePipeline,
     UNetArch,
@@ -19,7 +21,7 @@ from pairaug.models.generator import (
     train_scheduler,
 )
 from pairaug.models.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
-from pairaug.train.generator import CHECK_LABELS, GeneratorCheck, probe_check, resize_batch
+from pairaug.train.generator import GeneratorCheck, probe_check
 
 PROMPTS = ["Moderate cardiomegaly.", "Small left pleural effusion.", "No acute process.", "Mild pulmonary edema."]
 

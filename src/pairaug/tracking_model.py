@@ -16,7 +16,7 @@ import mlflow.pyfunc
 
 class PairaugVLP(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from pairaug.evaluate.run import VisionLanguageModel
+        from pairaug.measurement.encoder import VisionLanguageModel
 
         self.vlp = VisionLanguageModel(context.artifacts["clip"])
 

@@ -8,21 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from pairaug.data.schema import COMPETITION_LABELS, LABELS, read_pairs
 from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
-from pairaug.evaluate.linear_probe import linear_probe
-from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, roc_points, zero_shot_probs
-from pairaug.models.clip import features, load_clip, text_max_length, tokenize
-from pairaug.train.pretrain import ZeroShotPrompts
-from pairaug.train.scorer import load_split_images
-
-
-@dataclass
-class ImageEncoding:
-    features: np.ndarray  # pooled vision features (linear probe)
-    embeddings: np.ndarray  # projected, L2-normalised (zero-shot)
+from pairaug.measurement.encoder import ImageEncoding, VisionLanguageModel
+from pairaug.measurement.images import load_split_images
+from pairaug.measurement.linear_probe import linear_probe
+from pairaug.measurement.zeroshot import (
+    ZeroShotPrompts,
+    auc_per_label,
+    class_embeddings,
+    roc_points,
+    zero_shot_probs,
+)
 
 
 @dataclass
@@ -33,28 +31,6 @@ class EvaluateConfig:
     batch_size: int = 128  # images per vision-tower call (CPU: ~1.5x the images/s of 512)
     # Label-only sets scored besides the test split (CheXpert, NIH): name → where and how to read it.
     label_sets: dict[str, LabelSetConfig] = field(default_factory=dict)
-
-
-class VisionLanguageModel:
-    """A pretrained CLIP folder with what evaluation needs: embeddings and frozen image features."""
-
-    def __init__(self, folder: str | Path, batch_size: int = 128):
-        self.model, self.tokenizer, self.preprocess = load_clip(folder)
-        self.batch_size = batch_size
-
-    @torch.inference_mode()
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        tok = tokenize(self.tokenizer, texts, text_max_length(self.model, self.tokenizer))
-        e = features(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
-        return F.normalize(e, dim=-1).numpy()
-
-    @torch.inference_mode()
-    def encode(self, images: torch.Tensor) -> ImageEncoding:
-        """One pass of the vision tower: the pooled features a linear probe reads and, through the
-        projection, the embeddings zero-shot compares with prompts (what `get_image_features` returns)."""
-        pooled = torch.cat([self.model.vision_model(pixel_values=self.preprocess(images[s:s + self.batch_size])).pooler_output
-                            for s in range(0, len(images), self.batch_size)])
-        return ImageEncoding(pooled.numpy(), F.normalize(self.model.visual_projection(pooled), dim=-1).numpy())
 
 
 def binary_targets(df: pd.DataFrame, labels: list[str]) -> dict[str, np.ndarray]:

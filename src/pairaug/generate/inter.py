@@ -19,10 +19,10 @@ import torch
 from tqdm import tqdm
 
 from pairaug.io import seed_from, stable_hash
+from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import MARKER
 from pairaug.models.generator import TextToImagePipeline
 from pairaug.params import positive
-from pairaug.train.generator import resize_batch
 
 Branch = Literal["inter", "intra", "image_only"]
 

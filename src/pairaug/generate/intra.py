@@ -27,19 +27,19 @@ from sklearn.metrics import roc_auc_score
 from pairaug.data.images import load_gray
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError
-from pairaug.evaluate.pixel_probe import PixelProbe, mean_auc
 from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan, progress_bar
 from pairaug.generate.inversion import ddim_invert, reconstruct
 from pairaug.generate.p2p import edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import seed_from, stable_hash
+from pairaug.measurement.images import resize_batch
+from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import TextToImagePipeline, load_generator
 from pairaug.models.scorer import load_scorer
 from pairaug.parallel import Ranks
 from pairaug.params import in_range, positive
-from pairaug.train.generator import CHECK_LABELS, resize_batch
 
 log = logging.getLogger(__name__)
 

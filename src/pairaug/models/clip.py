@@ -133,3 +133,11 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: i
 
 def text_max_length(model: CLIPModel, tokenizer: PreTrainedTokenizerBase) -> int:
     return min(model.config.text_config.max_position_embeddings, tokenizer.model_max_length or 77)
+
+
+def text_embeddings(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+                    max_length: int | None = None) -> torch.Tensor:
+    """L2-normalised projected text embeddings (N, D) of `texts`, as zero-shot and pruning compare them."""
+    tok = tokenize(tokenizer, texts, max_length or text_max_length(model, tokenizer))
+    e = features(model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
+    return F.normalize(e, dim=-1)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pairaug.data.images import load_gray
 from pairaug.errors import PairaugError
 from pairaug.models.checkpoints import resolve
-from pairaug.models.clip import features, load_clip, text_max_length, tokenize
+from pairaug.models.clip import features, load_clip, text_embeddings, text_max_length
 
 
 class Scorer(Protocol):
@@ -52,9 +52,7 @@ class ClipScorer:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tok = tokenize(self.tokenizer, texts[start:start + self.batch_size], self.max_length)
-            feats = self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"])
-            out.append(F.normalize(features(feats), dim=-1))
+            out.append(text_embeddings(self.model, self.tokenizer, texts[start:start + self.batch_size], self.max_length))
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.projection_dim), np.float32)
 
 

@@ -17,8 +17,9 @@ from transformers import AutoTokenizer, CLIPTextModel
 
 from pairaug.data.phantom import FINDINGS
 from pairaug.data.schema import read_pairs
-from pairaug.evaluate.pixel_probe import PixelProbe, mean_auc
 from pairaug.io import atomic_path, seed_from, stable_hash
+from pairaug.measurement.images import load_split_images, resize_batch
+from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
 from pairaug.models.checkpoints import adopt_external, resolve
 from pairaug.models.clip import check_folder
 from pairaug.models.generator import (
@@ -30,13 +31,8 @@ from pairaug.models.generator import (
 )
 from pairaug.params import positive
 from pairaug.train.diffusion import DiffusionTrainConfig, train_unet
-from pairaug.train.scorer import load_split_images
 
 log = logging.getLogger(__name__)
-
-# The labels the generator's quality is judged on (the findings that are large enough to check at 32 px).
-CHECK_LABELS = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Edema")
-
 
 @dataclass
 class GeneratorCheck:
@@ -115,12 +111,3 @@ def load_gray_size(root: Path, pairs) -> int:
     from pairaug.data.images import load_gray
 
     return load_gray(root / pairs["image"].iloc[0]).shape[0]
-
-
-def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
-    """Generated images to the dataset's stored size (a no-op for the embedded generator)."""
-    if images.shape[-1] == size:
-        return images
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.LANCZOS)) for im in images])

@@ -20,10 +20,12 @@ import pandas as pd
 import torch
 from transformers import CLIPModel
 
+from pairaug.data.mixes import check_mixes, default_mixes
 from pairaug.data.schema import COMPETITION_LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
-from pairaug.evaluate.zeroshot import auc_per_label, class_embeddings, zero_shot_probs
 from pairaug.io import atomic_path, write_json, write_parquet
+from pairaug.measurement.images import load_split_images
+from pairaug.measurement.zeroshot import ZeroShotPrompts, auc_per_label, class_embeddings, zero_shot_probs
 from pairaug.models.clip import (
     ClipArch,
     ImagePreprocessor,
@@ -31,32 +33,20 @@ from pairaug.models.clip import (
     embedded_config,
     features,
     load_clip,
-    text_max_length,
-    tokenize,
+    text_embeddings,
 )
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.parallel import Ranks
 from pairaug.params import in_range
 from pairaug.train.contrastive import ContrastiveConfig, train_clip
-from pairaug.train.scorer import load_split_images, valid_loss_fn
+from pairaug.train.scorer import valid_loss_fn
 
 log = logging.getLogger(__name__)
-
-BRANCHES = ("paraphrase", "image_only", "inter", "intra")
-
-
-@dataclass
-class ZeroShotPrompts:
-    positive: list[str] = field(default_factory=lambda: ["{}"])
-    negative: list[str] = field(default_factory=lambda: ["no {}"])
-
 
 @dataclass
 class PretrainConfig:
     # mix name → the synthetic branches added to the real train pairs
-    mixes: dict[str, list[str]] = field(default_factory=lambda: {
-        "none": [], "text_only": ["paraphrase"], "image_only": ["image_only"], "inter": ["inter"],
-        "intra": ["intra"], "pairaug": ["inter", "intra"]})
+    mixes: dict[str, list[str]] = field(default_factory=default_mixes)
     seeds: list[int] = field(default_factory=lambda: [0])
     init_checkpoint: str | None = None  # an OpenAI CLIP folder (ViT-B/32); null: the embedded config
     vocab_size: int = 1000
@@ -68,10 +58,7 @@ class PretrainConfig:
     prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
 
     def validate(self, prefix: str) -> None:
-        for mix, branches in self.mixes.items():
-            for b in branches:
-                if b not in BRANCHES:
-                    raise ParamError(f"{prefix}.mixes.{mix}", f"unknown branch {b!r} (known: {', '.join(BRANCHES)})")
+        check_mixes(self.mixes, f"{prefix}.mixes")
         if not self.seeds:
             raise ParamError(f"{prefix}.seeds", "needs at least one seed")
         if self.synthetic_share is not None:
@@ -117,9 +104,7 @@ def zeroshot_select(tokenizer, preprocess, images: torch.Tensor, targets: dict[s
     """Selection score: valid zero-shot mean AUC over the labels present in the valid split."""
     def score(model: CLIPModel) -> float:
         def encode_texts(texts: list[str]) -> np.ndarray:
-            tok = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
-            e = features(model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
-            return torch.nn.functional.normalize(e, dim=-1).numpy()
+            return text_embeddings(model, tokenizer, texts).numpy()
 
         img = features(model.get_image_features(pixel_values=preprocess(images)))
         img = torch.nn.functional.normalize(img, dim=-1).numpy()

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from transformers import CLIPModel
 
@@ -20,6 +19,7 @@ from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
 from pairaug.io import atomic_path
+from pairaug.measurement.images import load_split_images
 from pairaug.models.checkpoints import adopt_external
 from pairaug.models.clip import (
     ClipArch,
@@ -43,10 +43,6 @@ class ScorerConfig:
     vocab_size: int = 1000
     arch: ClipArch = field(default_factory=ClipArch)
     train: ContrastiveConfig = field(default_factory=ContrastiveConfig)
-
-
-def load_split_images(pairs: pd.DataFrame, root: Path) -> torch.Tensor:
-    return torch.from_numpy(np.stack([load_gray(root / rel) for rel in pairs["image"]]))
 
 
 def valid_loss_fn(tokenizer, preprocess, images: torch.Tensor, texts: list[str], batch: int = 256):

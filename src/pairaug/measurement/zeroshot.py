@@ -7,8 +7,16 @@ similarities (no logit scale): p = e^pos / (e^pos + e^neg). AUC per label agains
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
+
+
+@dataclass
+class ZeroShotPrompts:
+    positive: list[str] = field(default_factory=lambda: ["{}"])
+    negative: list[str] = field(default_factory=lambda: ["no {}"])
 
 
 def label_prompts(label: str, templates: list[str]) -> list[str]:

@@ -11,6 +11,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+# The labels a generated image is judged on: the findings that are large enough to check at 32 px.
+CHECK_LABELS = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Edema")
+
 
 class PixelProbe:
     def __init__(self, labels: list[str], C: float = 0.01):
