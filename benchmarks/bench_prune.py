@@ -102,7 +102,7 @@ def test_raw_encode_distinct(benchmark, bench):
 def test_scoring(benchmark, bench):
     cands, scorer, _, _ = bench
     cfg = PruneConfig(batch_size=512)
-    scored = benchmark.pedantic(score_candidates, args=(cands, scorer, cfg), kwargs={"progress": False},
+    scored = benchmark.pedantic(score_candidates, args=(cands, scorer, cfg, 0.3), kwargs={"progress": False},
                                 rounds=3, iterations=1)
     assert scored["kept"].dtype == bool and len(scored) == len(cands)
     RESULTS["scoring"] = len(cands) / benchmark.stats.stats.min

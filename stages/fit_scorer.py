@@ -1,4 +1,4 @@
-"""DVC stage `fit-scorer`: train the embedded CLIP scorer on real train pairs (or adopt scorer.checkpoint)."""
+"""DVC stage `fit-scorer`: train the embedded CLIP scorer on the public pool (or adopt scorer.checkpoint)."""
 
 from pathlib import Path
 
@@ -10,20 +10,22 @@ from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.train.scorer import ScorerConfig, alignment_gap, fit_scorer
 
-PAIRS = Path("data/prepared/pairs.parquet")
+POOL = Path("data/pool/pairs.parquet")
+TARGET = Path("data/prepared/pairs.parquet")
 
 
 def main() -> None:
     params = load_params()
     cfg = section(ScorerConfig, params, "scorer")
     seed = params.get("seed", 0)
-    info = fit_scorer(cfg, seed, PAIRS, "models/scorer")
-    # The scorer must read the images: matched real test pairs score higher than shuffled ones.
-    pairs = read_pairs(PAIRS)
-    test = pairs[pairs["split"] == "test"]
-    gap = alignment_gap(load_scorer("models/scorer"), load_split_images(test, PAIRS.parent).numpy(),
-                        test["report"].tolist(), seed)
-    write_json("metrics/scorer.json", {"test_alignment": gap, **info})
+    info = fit_scorer(cfg, seed, POOL, "models/scorer")
+    # The scorer must read the target's images: matched valid pairs score higher than shuffled ones (the
+    # test split is read by `evaluate` alone). This gap is what prune's threshold is calibrated on.
+    pairs = read_pairs(TARGET)
+    valid = pairs[pairs["split"] == "valid"]
+    gap = alignment_gap(load_scorer("models/scorer"), load_split_images(valid, TARGET.parent).numpy(),
+                        valid["report"].tolist(), seed)
+    write_json("metrics/scorer.json", {"valid_alignment": gap, **info})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ def main() -> None:
     if manifest is None:  # not rank 0: rank 0 assembles and measures
         return
     metrics = intra_metrics(cfg, seed, manifest, out_dir=OUT, prepared=PREPARED, rewritten=REWRITTEN,
-                            generator_dir="models/generator", scorer_dir="models/scorer")
+                            generator_dir="models/generator", scorer_dir="models/scorer",
+                            probe_films="data/pool/pairs.parquet")
     write_json("metrics/intra.json", metrics)
     if metrics["pairs"]:
         log.info("intra: cos(x', x) %.3f vs %.3f unrelated; y' label AUC from x' %.3f (x: %.3f); inversion PSNR "

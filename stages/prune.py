@@ -9,9 +9,10 @@ from pairaug.stage import run_stage
 
 
 def main() -> None:
-    cfg = section(PruneConfig, load_params(), "prune")
+    params = load_params()
+    cfg = section(PruneConfig, params, "prune")
     scorer = load_scorer("models/scorer", batch_size=cfg.batch_size)
-    candidates, metrics = prune(cfg, scorer, "data/pruned")
+    candidates, metrics = prune(cfg, scorer, "data/pruned", seed=params.get("seed", 0))
     write_json("metrics/prune.json", metrics)
     plot_scores(candidates, "metrics/prune_scores.png")
 

@@ -17,13 +17,14 @@ REAL_CXR = Path(__file__).resolve().parent / "fixtures" / "real-cxr"  # copy of 
 # Params small enough for the whole pipeline to run in CI in a few minutes; deep-merged over params.yaml.
 TINY_PARAMS: dict = {
     "data": {"phantom": {"train_patients": 40, "valid_patients": 12, "test_patients": 30}},
+    "pool": {"phantom": {"train_patients": 60, "valid_patients": 12}},
     # Models: a few steps each (the pipeline's plumbing, not the models' quality, is under test);
     # generate in chunks of 8 so resume and sharding have several chunks to work with.
     "scorer": {"train": {"steps": 20, "select_every": 10}},
     "generator": {"arch": {"block_out_channels": [8, 16, 32]}, "train": {"steps": 20, "batch_size": 16},
                   "check": {"reports": 24, "steps": 3}},
     "generate": {"steps": 4, "batch_size": 8},
-    "intra": {"steps": 4, "batch_size": 8, "check": {"psnr_pairs": 8, "reference_pairs": 16}},
+    "intra": {"steps": 4, "batch_size": 8, "candidates": 2, "check": {"psnr_pairs": 8, "reference_pairs": 16}},
     # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
     # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
     "prune": {"inter_tau": 0.0},

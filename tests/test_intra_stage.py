@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY_PARAMS
 from diffusers import UNet2DConditionModel
 from test_intra_p2p import tiny_generator
 from tiny_sd import save_tiny_sd
@@ -194,7 +195,9 @@ def test_stage_in_the_tiny_pipeline(tiny_repo):
     out = tiny_repo / "data/synthetic/intra"
     manifest = pd.read_parquet(out / "manifest.parquet")
     rewritten = read_rewritten(tiny_repo / "data/rewritten/intra.parquet")
-    assert len(manifest) == len(rewritten) and list(manifest.columns) == INTRA_COLUMNS
+    candidates = TINY_PARAMS["intra"]["candidates"]
+    assert len(manifest) == candidates * len(rewritten) and list(manifest.columns) == INTRA_COLUMNS
+    assert sorted(manifest["candidate"].unique()) == list(range(candidates))
     assert manifest["inversion"].all()  # the default init
     assert not (tiny_repo / "data/.work").exists() or not list((tiny_repo / "data/.work").glob("intra-*"))
     pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet").set_index("pair_id")
@@ -217,7 +220,8 @@ def test_stage_in_the_tiny_pipeline(tiny_repo):
     cfg = section(IntraConfig, params, "intra")
     again = intra_metrics(cfg, params["seed"], manifest, out_dir=out, prepared=tiny_repo / "data/prepared/pairs.parquet",
                           rewritten=tiny_repo / "data/rewritten/intra.parquet",
-                          generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer")
+                          generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer",
+                          probe_films=tiny_repo / "data/pool/pairs.parquet")
     assert _same(json.loads(json.dumps(again)), metrics)
 
 

@@ -162,7 +162,7 @@ def test_clip_folder_is_adopted_as_the_scorer(tmp_path, tiny_repo, clip_folder, 
     assert "history" not in metrics and metrics["external"]["path"] == str(clip_folder.resolve())
     pairs = pd.read_parquet(repo / "data/prepared/pairs.parquet")
     test = pairs[pairs["split"] == "test"]
-    assert metrics["test_alignment"]["pairs"] == len(test)
+    assert metrics["valid_alignment"]["pairs"] == int((pairs["split"] == "valid").sum())
 
     scorer = load_scorer(repo / "models/scorer")
     assert isinstance(scorer, ClipScorer)
@@ -219,7 +219,8 @@ def test_scorer_checkpoint_must_be_a_local_folder(tmp_path, pairs_path, no_netwo
 @pytest.mark.parametrize("checkpoint", ["stanfordmimi/RoentGen", "/nonexistent/roentgen"])
 def test_generator_checkpoint_must_be_a_local_folder(tmp_path, pairs_path, no_network, checkpoint):
     with pytest.raises(InputError, match="never downloads") as err:
-        fit_generator(GeneratorConfig(checkpoint=checkpoint), 0, pairs_path, tmp_path / "scorer", tmp_path / "gen")
+        fit_generator(GeneratorConfig(checkpoint=checkpoint), 0, pairs_path, pairs_path, tmp_path / "scorer",
+                      tmp_path / "gen")
     assert checkpoint in str(err.value) and "generator.checkpoint" in str(err.value)
     assert not (tmp_path / "gen").exists()
     # A pointer whose checkpoint has since gone away fails the same way when loaded.

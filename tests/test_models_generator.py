@@ -119,10 +119,11 @@ class IgnoresPrompt(RealFilms):
 def test_probe_check_tells_a_conditioned_generator_from_an_unconditioned_one(phantom):
     pairs, root = phantom
     check = GeneratorCheck(reports=300, steps=1, guidance=1.0)
-    good = probe_check(RealFilms(pairs, root), pairs, root, check, seed=0)
-    blind = probe_check(IgnoresPrompt(pairs, root), pairs, root, check, seed=0)
+    real, test = pairs[pairs["split"] != "test"], pairs[pairs["split"] == "test"]
+    good = probe_check(RealFilms(pairs, root), real, root, test, root, check, seed=0)
+    blind = probe_check(IgnoresPrompt(pairs, root), real, root, test, root, check, seed=0)
 
-    assert good["reports"] == blind["reports"] == int((pairs["split"] == "test").sum())
+    assert good["reports"] == blind["reports"] == len(test)
     assert good["checked_labels"] == blind["checked_labels"] and set(good["checked_labels"]) <= set(CHECK_LABELS)
     assert good["generated_auc"] == good["real_auc"]  # the films are the real ones
     assert good["mean_auc_checked"] > 0.8

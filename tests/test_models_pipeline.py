@@ -112,9 +112,9 @@ def test_model_metrics_are_what_the_saved_models_give(tiny_repo: Path):
     root = tiny_repo / "data/prepared"
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     seed = params["seed"]
-    test = pairs[pairs["split"] == "test"]
+    test = pairs[pairs["split"] == "valid"]  # the scorer's check reads the valid split (test: evaluate only)
     scorer = json.loads((tiny_repo / "metrics/scorer.json").read_text())
-    gap = scorer["test_alignment"]
+    gap = scorer["valid_alignment"]
     clip = CLIPModel.from_pretrained(tiny_repo / "models/scorer").eval()
     s = load_scorer(tiny_repo / "models/scorer")
     with torch.inference_mode():
@@ -135,8 +135,11 @@ def test_model_metrics_are_what_the_saved_models_give(tiny_repo: Path):
     assert generator["params"] == sum(p.numel() for p in pipe.unet.parameters())
     assert generator["train_steps"] == TINY_PARAMS["generator"]["train"]["steps"]
     check_cfg = section(GeneratorCheck, params["generator"], "check")
-    again = probe_check(pipe, pairs, root, check_cfg, seed)
+    pool = pd.read_parquet(tiny_repo / "data/pool/pairs.parquet")
+    again = {"split": "valid", **probe_check(pipe, pool, tiny_repo / "data/pool", pairs[pairs["split"] == "valid"],
+                                             root, check_cfg, seed)}
     assert _close(again, generator["check"]), (again, generator["check"])
+    assert generator["train_pairs"] == int((pool["split"] == "train").sum())  # trained on the public pool
     assert set(generator["check"]["checked_labels"]) <= set(CHECK_LABELS) and generator["check"]["checked_labels"]
 
 

@@ -25,6 +25,8 @@ from pairaug.prune import (
     PruneConfig,
     Sources,
     alignment_scores,
+    calibrate_tau,
+    derangement,
     intra_scores,
     intra_thresholds,
     load_candidates,
@@ -61,6 +63,7 @@ def _labels(cardio: int | None, effusion: int | None) -> dict:
 REAL = [  # (patient, split, report, Cardiomegaly, Pleural Effusion)
     ("p0", "train", NORMAL, 0, 0), ("p0", "train", CARDIO, 1, 0), ("p1", "train", EFFUSION, 0, 1),
     ("p2", "train", CARDIO, 1, 0), ("p3", "valid", NORMAL, 0, 0), ("p4", "test", EFFUSION, 0, 1),
+    ("p5", "valid", CARDIO, 1, 0),  # prune calibrates τ on the valid pairs: at least two
 ]
 # Per train pair: (inter report, its labels), (intra report, its labels), (paraphrase, its labels)
 REWRITES = {
@@ -122,9 +125,9 @@ def sources(root: Path) -> Sources:
     return Sources(root / "data/prepared/pairs.parquet", root / "data/rewritten", root / "data/synthetic")
 
 
-def make_scorer(folder: Path, texts: list[str]) -> Path:
+def make_scorer(folder: Path, texts: list[str], seed: int = 0) -> Path:
     """A tiny (untrained, seeded) CLIP saved the way fit-scorer saves one: loaded through load_scorer."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     arch = ClipArch(projection_dim=16, text_hidden=32, text_mlp=64, text_layers=1, text_heads=2, max_positions=48,
                     vision_hidden=32, vision_mlp=64, vision_layers=1, vision_heads=2, patch_size=8)
     tokenizer = train_tokenizer(texts, 200, arch.max_positions)
@@ -296,7 +299,7 @@ def test_prune_scores_keeps_and_writes(world: Path, tmp_path: Path) -> None:
 def test_score_candidates_thresholds_use_all_intra_candidates(world: Path) -> None:
     cands = load_candidates(sources(world))
     scored = score_candidates(cands, load_scorer(world / "models" / "scorer"),
-                              PruneConfig(intra_scale=2.0, intra_lambda=0.05), progress=False)
+                              PruneConfig(intra_scale=2.0, intra_lambda=0.05), tau=0.3, progress=False)
     intra = scored[scored["branch"] == "intra"]
     for k in ("s1", "s2", "s3"):
         assert intra[f"thr_{k}"].nunique() == 1
@@ -319,3 +322,68 @@ def test_missing_manifest_and_unknown_source_name_the_file(world: Path, tmp_path
     man.to_parquet(path)
     with pytest.raises(InputError, match=r"'nope' is not a pair of data/prepared.*row 2, field 'source_pair_id'"):
         load_candidates(sources(root))
+
+
+# ------------------------------------------------------------------------ τ calibrated on the scorer
+
+
+def test_derangement_moves_everyone():
+    for n in (2, 3, 10, 101):
+        d = derangement(n, seed=n)
+        assert sorted(d) == list(range(n)) and not (d == np.arange(n)).any()
+
+
+def test_tau_is_a_quantile_of_mismatched_pairs_under_the_scorer_in_use(world: Path, tmp_path: Path):
+    real = world_real(world)
+    images = [str(world / "data/prepared" / rel) for rel in real["image"]]
+    reports = real["report"].tolist()
+    texts = [NORMAL, CARDIO, EFFUSION, WORSE] + [r[2][0] for r in REWRITES.values()]
+    other = load_scorer(make_scorer(tmp_path / "other-scorer", texts, seed=1))
+    taus = []
+    for scorer in (load_scorer(world / "models" / "scorer"), other):
+        info = calibrate_tau(scorer, images, reports, quantile=0.75, seed=3)
+        img, txt = scorer.encode_images(images), scorer.encode_texts(reports)
+        d = derangement(len(images), 3)
+        by_hand = [_cos(img[i], txt[d[i]]) for i in range(len(images))]
+        assert info["tau"] == pytest.approx(float(np.quantile(by_hand, 0.75)), abs=1e-6)
+        assert info["matched_mean"] == pytest.approx(np.mean([_cos(img[i], txt[i]) for i in range(len(images))]),
+                                                     abs=1e-6)
+        taus.append(info["tau"])
+    assert abs(taus[0] - taus[1]) > 1e-4  # another scorer, another scale, another τ
+
+
+def test_prune_records_the_calibrated_tau_and_prunes_by_it(world: Path, tmp_path: Path):
+    scorer = load_scorer(world / "models" / "scorer")
+    candidates, metrics = prune(PruneConfig(inter_tau_quantile=0.5), scorer, tmp_path / "out", sources(world),
+                                progress=False, seed=0)
+    valid = world_real(world).query("split == 'valid'")
+    expected = calibrate_tau(scorer, [str(world / "data/prepared" / r) for r in valid["image"]],
+                             valid["report"].tolist(), 0.5, 0)
+    assert metrics["tau"]["tau"] == pytest.approx(expected["tau"]) and metrics["tau"]["quantile"] == 0.5
+    align = candidates[candidates["branch"] != "intra"]
+    assert (align["tau"] == expected["tau"]).all()
+    assert (align["kept"] == (align["s_a"] > expected["tau"])).all()
+
+
+def test_of_a_reports_passing_candidates_only_the_best_is_kept(world: Path):
+    cands = load_candidates(sources(world))
+    intra = cands[cands["branch"] == "intra"]
+    # a second and third candidate per report: the other intra images, so their scores differ
+    extra = [intra.assign(pair_id=intra["pair_id"] + f"-c{k}", image_abs=np.roll(intra["image_abs"].to_numpy(), k))
+             for k in (1, 2)]
+    many = pd.concat([cands, *extra], ignore_index=True)
+    loose = PruneConfig(intra_scale=1.0, intra_lambda=5.0)  # every candidate passes S1-S3
+    for per_report in (1, 2):
+        scored = score_candidates(many, load_scorer(world / "models" / "scorer"),
+                                  PruneConfig(intra_lambda=loose.intra_lambda, intra_per_report=per_report),
+                                  tau=0.0, progress=False)
+        intra_scored = scored[scored["branch"] == "intra"].assign(total=lambda d: d["s1"] + d["s2"] + d["s3"])
+        for _, group in intra_scored.groupby(["source_pair_id", "report"]):
+            kept = group[group["kept"]]
+            assert len(kept) == per_report
+            assert kept["total"].min() >= group.loc[~group["kept"], "total"].max()
+            assert group.loc[~group["kept"], "reason"].str.startswith("outranked").all()
+
+
+def world_real(world: Path) -> pd.DataFrame:
+    return pd.read_parquet(world / "data/prepared/pairs.parquet")

@@ -110,6 +110,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid onto `base`, mappings merged key by key (a section's own defaults under the user's values)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def positive(prefix: str, **values: float) -> None:
     """Raise ParamError for the first value that is not > 0."""
     for name, v in values.items():

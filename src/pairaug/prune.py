@@ -2,13 +2,19 @@
 
 Branches and their scores (all cosines between the scorer's embeddings, `f_img` / `f_txt`):
 
-- `inter`, `image_only`, `paraphrase`: S_a = cos(f_img(x̃), f_txt(ỹ)); keep iff S_a > τ (`prune.inter_tau`).
-  The baselines go through the same rule so every augmentation mix is pruned alike. `paraphrase` pairs
-  are the real train image with its paraphrased report (the text-only baseline).
+- `inter`, `image_only`, `paraphrase`: S_a = cos(f_img(x̃), f_txt(ỹ)); keep iff S_a > τ. τ is calibrated on
+  the scorer in use (PairAug's 0.3 is on MedCLIP's scale; an embedded scorer's unrelated pairs average
+  ≈ 0.4): the `prune.inter_tau_quantile` quantile of S_a over *mismatched* real valid pairs (each valid
+  film with another film's report), so a kept pair aligns better than that share of unrelated pairings
+  on any scorer. `prune.inter_tau` fixes τ by hand instead. The baselines go through the same rule so
+  every augmentation mix is pruned alike. `paraphrase` pairs are the real train image with its
+  paraphrased report (the text-only baseline).
 - `intra` (x' edited image, y' its report, x / y the REAL image and report of the source pair):
   S1 = cos(f_img(x'), f_txt(y')), S2 = cos(f_img(x'), f_img(x)),
   S3 = cos(f_img(x') − f_img(x), f_txt(y') − f_txt(y)); keep iff S_k > μ_k / s − λ for k = 1, 2, 3,
-  with μ_k the mean of S_k over all intra candidates (PairAug's code: s = 1.0, λ = 0.003).
+  with μ_k the mean of S_k over all intra candidates (PairAug's code: s = 1.0, λ = 0.003). Each report has
+  `intra.candidates` edits; of those that pass, the `prune.intra_per_report` with the highest S1 + S2 + S3
+  are kept (the others: reason "outranked").
 
 Every distinct image and text is encoded once (one real image serves a paraphrase and an intra
 candidate, one real report several intra candidates), in batches, in a fixed (sorted) order so a rerun
@@ -51,14 +57,19 @@ MANIFEST_REQUIRED: tuple[str, ...] = ("pair_id", "source_pair_id", "report", "im
 
 @dataclass
 class PruneConfig:
-    inter_tau: float = 0.3  # S_a threshold for inter / image_only / paraphrase pairs (PairAug: 0.3 on MedCLIP)
+    inter_tau: float | None = None  # a fixed S_a threshold; null: calibrated (inter_tau_quantile)
+    inter_tau_quantile: float = 0.9  # τ = this quantile of S_a over mismatched real valid pairs
     intra_scale: float = 1.0  # s in S_k > μ_k / s − λ
     intra_lambda: float = 0.003  # λ in S_k > μ_k / s − λ
+    intra_per_report: int = 1  # of a report's candidates that pass, keep this many (highest S1 + S2 + S3)
     batch_size: int = 512  # images / texts per scorer call
 
     def validate(self, prefix: str) -> None:
-        in_range(prefix, "inter_tau", self.inter_tau, -1.0, 1.0)
-        positive(prefix, intra_scale=self.intra_scale, batch_size=self.batch_size)
+        if self.inter_tau is not None:
+            in_range(prefix, "inter_tau", self.inter_tau, -1.0, 1.0)
+        in_range(prefix, "inter_tau_quantile", self.inter_tau_quantile, 0.0, 1.0)
+        positive(prefix, intra_scale=self.intra_scale, batch_size=self.batch_size,
+                 intra_per_report=self.intra_per_report)
         if not np.isfinite(self.intra_lambda):
             raise ParamError(f"{prefix}.intra_lambda", f"must be a finite number, got {self.intra_lambda!r}")
 
@@ -100,6 +111,31 @@ def intra_thresholds(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, scale: floa
     if len(s1) == 0:
         return np.full(3, np.nan)
     return np.array([np.mean(s) / scale - lam for s in (s1, s2, s3)], dtype=np.float64)
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A seeded permutation with no fixed point: one cycle through a random order (n >= 2)."""
+    order = np.random.default_rng(seed).permutation(n)
+    other = np.empty(n, dtype=int)
+    other[order] = np.roll(order, 1)
+    return other
+
+
+def calibrate_tau(scorer: Scorer, images: list[str], reports: list[str], quantile: float, seed: int,
+                  batch_size: int = 512) -> dict:
+    """τ from the scorer's own scale: the `quantile` of cos(f_img(x_i), f_txt(y_π(i))) over real pairs with
+    a derangement π (every film meets another film's report), next to the matched pairs' figures."""
+    if len(images) < 2:
+        raise InputError("prune: at least 2 real valid pairs are needed to calibrate inter_tau "
+                         "(or set prune.inter_tau)", file="data/prepared/pairs.parquet", field="split")
+    other = derangement(len(images), seed)
+    img = np.concatenate([scorer.encode_images(images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
+    txt = np.concatenate([scorer.encode_texts(reports[s:s + batch_size]) for s in range(0, len(reports), batch_size)])
+    matched, mismatched = alignment_scores(img, txt), alignment_scores(img, txt[other])
+    tau = float(np.quantile(mismatched, quantile))
+    return {"tau": tau, "quantile": quantile, "pairs": len(images), "mismatched_mean": float(mismatched.mean()),
+            "matched_mean": float(matched.mean()), "matched_above_tau": float((matched > tau).mean()),
+            "source": "valid split, each film with another film's report"}
 
 
 # ----------------------------------------------------------------------------------------- candidates
@@ -245,7 +281,8 @@ def _encode_in_chunks(encode, items: list, batch_size: int, bar: tqdm) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
-def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, progress: bool = True) -> pd.DataFrame:
+def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, tau: float,
+                     progress: bool = True) -> pd.DataFrame:
     """Add scores, thresholds, `kept` and `reason` to the candidates (see the module docstring)."""
     df = cands.copy()
     intra = (df["branch"] == "intra").to_numpy()
@@ -261,7 +298,7 @@ def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, prog
     align = ~intra
     sub = df[align]
     df.loc[align, "s_a"] = alignment_scores(emb(img, img_ix, sub["image_abs"]), emb(txt, txt_ix, sub["report"]))
-    df.loc[align, "tau"] = cfg.inter_tau
+    df.loc[align, "tau"] = tau
     sub = df[intra]
     s1, s2, s3 = intra_scores(emb(img, img_ix, sub["image_abs"]), emb(txt, txt_ix, sub["report"]),
                               emb(img, img_ix, sub["real_image"]), emb(txt, txt_ix, sub["source_report"]))
@@ -277,9 +314,26 @@ def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, prog
         kept &= ~below
         for i in np.flatnonzero(below):
             reasons[i].append(f"{score} {df[score].iat[i]:.4f} <= {threshold} {df[threshold].iat[i]:.4f}")
-    df["kept"] = kept
+    outranked = _outranked(df, kept, cfg.intra_per_report)
+    for i in np.flatnonzero(outranked):
+        reasons[i].append(f"outranked: {cfg.intra_per_report} better candidate(s) of its report passed")
+    df["kept"] = kept & ~outranked
     df["reason"] = ["kept" if not r else "; ".join(r) for r in reasons]
     return df
+
+
+def _outranked(df: pd.DataFrame, passed: np.ndarray, per_report: int) -> np.ndarray:
+    """Intra candidates that passed but are not among the `per_report` best (S1 + S2 + S3) of their report."""
+    out = np.zeros(len(df), dtype=bool)
+    rows = np.flatnonzero(passed & (df["branch"] == "intra").to_numpy())
+    if not len(rows):
+        return out
+    sub = df.iloc[rows]
+    rank = (sub.assign(_total=sub["s1"] + sub["s2"] + sub["s3"], _row=rows)
+            .sort_values(["source_pair_id", "report", "_total", "pair_id"], ascending=[True, True, False, True])
+            .groupby(["source_pair_id", "report"], sort=False).cumcount())
+    out[rows] = (rank.reindex(sub.index) >= per_report).to_numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -304,10 +358,12 @@ def _branch_order(col: pd.Series) -> pd.Series:
     return col.map(BRANCHES.index) if col.name == "branch" else col
 
 
-def summarize(candidates: pd.DataFrame, cfg: PruneConfig) -> dict:
-    """metrics/prune.json: kept / total per branch, score means, thresholds."""
-    out: dict = {"branches": {}, "params": {"inter_tau": cfg.inter_tau, "intra_scale": cfg.intra_scale,
-                                            "intra_lambda": cfg.intra_lambda}}
+def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict) -> dict:
+    """metrics/prune.json: kept / total per branch, score means, thresholds (τ with how it was set)."""
+    out: dict = {"branches": {}, "tau": tau,
+                 "params": {"inter_tau": cfg.inter_tau, "inter_tau_quantile": cfg.inter_tau_quantile,
+                            "intra_scale": cfg.intra_scale, "intra_lambda": cfg.intra_lambda,
+                            "intra_per_report": cfg.intra_per_report}}
     for branch in BRANCHES:
         sub = candidates[candidates["branch"] == branch]
         row: dict = {"total": len(sub), "kept": int(sub["kept"].sum()),
@@ -317,7 +373,7 @@ def summarize(candidates: pd.DataFrame, cfg: PruneConfig) -> dict:
             row[f"{score}_mean"] = _round(sub[score].mean())
             row[f"{score}_kept_mean"] = _round(sub.loc[sub["kept"], score].mean())
         if branch in ALIGNMENT_BRANCHES:
-            row["tau"] = cfg.inter_tau
+            row["tau"] = _round(tau["tau"])
         else:
             for score in scores:
                 row[f"thr_{score}"] = _round(sub[f"thr_{score}"].iloc[0]) if len(sub) else None
@@ -368,13 +424,22 @@ def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
 
 
 def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Sources | None = None,
-          progress: bool = True) -> tuple[pd.DataFrame, dict]:
+          progress: bool = True, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Write `out_dir/{candidates,pairs}.parquet` atomically; return (candidates, metrics)."""
     out_dir = Path(out_dir)
-    cands = load_candidates(sources or Sources())
+    sources = sources or Sources()
+    cands = load_candidates(sources)
+    if cfg.inter_tau is not None:
+        tau = {"tau": cfg.inter_tau, "source": "prune.inter_tau (fixed)"}
+    else:
+        real = read_pairs(sources.prepared)
+        valid = real[real["split"] == "valid"]
+        tau = calibrate_tau(scorer, [_abs(sources.prepared.parent / p) for p in valid["image"]],
+                            valid["report"].tolist(), cfg.inter_tau_quantile, seed, cfg.batch_size)
+    log.info("prune: τ = %.4f (%s)", tau["tau"], tau["source"])
     log.info("prune: %d candidates (%s)", len(cands), ", ".join(
         f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
-    candidates = finalize(score_candidates(cands, scorer, cfg, progress), out_dir)
+    candidates = finalize(score_candidates(cands, scorer, cfg, tau["tau"], progress), out_dir)
     pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
     log.info("prune: kept %s", ", ".join(f"{b} {int(candidates.loc[candidates['branch'] == b, 'kept'].sum())}/"
                                           f"{int((candidates['branch'] == b).sum())}" for b in BRANCHES))
@@ -382,4 +447,4 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
         tmp.mkdir(parents=True)
         write_parquet(candidates, tmp / "candidates.parquet")
         write_parquet(pairs, tmp / "pairs.parquet")
-    return candidates, summarize(candidates, cfg)
+    return candidates, summarize(candidates, cfg, tau)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -88,6 +88,14 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     )
 
 
+def shifted(a: Anatomy, shift: float) -> Anatomy:
+    """The same body acquired elsewhere: brighter, flatter and noisier films as `shift` grows."""
+    if shift == 0:
+        return a
+    return replace(a, exposure=a.exposure + 0.05 * shift, contrast=a.contrast * (1 - 0.15 * shift),
+                   noise=a.noise * (1 + 0.8 * shift))
+
+
 def _severity(rng: np.random.Generator, p=(0.4, 0.4, 0.2)) -> str:
     return str(rng.choice(SEVERITIES, p=p))
 
@@ -119,12 +127,20 @@ def sample_findings(rng: np.random.Generator, heart_failure: bool, chronic_cardi
     ]
 
 
-def iter_studies(seed: int, split: str, n_patients: int, max_studies: int = 3) -> Iterator[Study]:
-    """All studies of `n_patients` phantom patients of one split, in a fixed order."""
+def iter_studies(seed: int, split: str, n_patients: int, max_studies: int = 3, population: str = "target",
+                 acquisition_shift: float = 0.0) -> Iterator[Study]:
+    """All studies of `n_patients` phantom patients of one split, in a fixed order.
+
+    `population` names a group of patients: the target ("ph-<split>-<i>") or another population such as
+    the public pool ("ph-pool-<split>-<i>"), whose patients share no id, and so no random stream, with
+    the target's. `acquisition_shift` (0 = none, 1 = strong) moves exposure, contrast and noise the way
+    another hospital's scanners would; the findings and reports are unchanged by it.
+    """
+    prefix = "ph" if population == "target" else f"ph-{population}"
     for i in range(n_patients):
-        patient_id = f"ph-{split}-{i:05d}"
+        patient_id = f"{prefix}-{split}-{i:05d}"
         rng = np.random.default_rng(seed_from("phantom", seed, patient_id))
-        anatomy = sample_anatomy(rng)
+        anatomy = shifted(sample_anatomy(rng), acquisition_shift)
         heart_failure = rng.random() < 0.2
         cardiomegaly_p = 0.75 if heart_failure else 0.1
         chronic = _severity(rng) if rng.random() < cardiomegaly_p else None

@@ -25,17 +25,19 @@ from pairaug.data.labeler import label_report
 from pairaug.data.schema import LABELS, SPLITS, pairs_frame, validate_pairs
 from pairaug.errors import InputError, ParamError
 from pairaug.io import atomic_path, save_png, stable_hash, write_json, write_parquet
-from pairaug.params import in_range, positive
+from pairaug.params import from_dict, in_range, merged, positive
 
 Source = Literal["phantom", "mimic", "chexpert", "openi", "nih", "csv"]
 
 
 @dataclass
 class PhantomConfig:
-    train_patients: int = 400
+    train_patients: int = 100
     valid_patients: int = 100
     test_patients: int = 800
     max_studies: int = 3
+    population: str = "target"  # the public pool is another population: disjoint patients
+    acquisition_shift: float = 0.0  # 0 = the target's scanners; up to 1 = a strong shift
 
 
 @dataclass
@@ -115,6 +117,9 @@ class DataConfig:
             raise ParamError(f"{prefix}.split", f"train + valid + test must be 1, got {total}")
         p = self.phantom
         positive(f"{prefix}.phantom", train_patients=p.train_patients, max_studies=p.max_studies)
+        in_range(f"{prefix}.phantom", "acquisition_shift", p.acquisition_shift, 0.0, 1.0)
+        if not p.population.replace("_", "").isalnum():
+            raise ParamError(f"{prefix}.phantom.population", f"letters, digits and _ only, got {p.population!r}")
         if self.source != "phantom":
             sub = getattr(self, self.source)
             key = "path" if self.source == "csv" else "root"
@@ -122,12 +127,31 @@ class DataConfig:
                 raise ParamError(f"{prefix}.{self.source}.{key}", f"required when data.source is {self.source!r}")
 
 
+# The public pool's defaults (params `pool`): a disjoint population, much larger than the scarce target.
+POOL_DEFAULTS: dict = {"phantom": {"train_patients": 2500, "valid_patients": 250, "test_patients": 0,
+                                   "population": "pool"}}
+
+
+def pool_config(params: dict) -> DataConfig:
+    """The `pool` section: the public data the embedded scorer and generator learn from (the stand-ins for
+    MedCLIP's and RoentGen's training sets); the VLP model never trains on it. Any `data` source works
+    (e.g. a CSV of a public dataset); its images take the target's `data.image_size`."""
+    raw = params.get("pool") or {}
+    if "image_size" in raw:
+        raise ParamError("pool.image_size", "the pool's images take data.image_size; remove this key")
+    cfg = from_dict(DataConfig, merged(POOL_DEFAULTS, raw), "pool")
+    cfg.image_size = from_dict(DataConfig, params.get("data") or {}, "data").image_size
+    if cfg.source == "phantom" and cfg.phantom.population == "target":
+        raise ParamError("pool.phantom.population", "must name another population than the target's")
+    return cfg
+
+
 def iter_records(cfg: DataConfig, seed: int) -> Iterator[SourceRecord | phantom.Study]:
     """The configured source as a stream of records (phantom: studies to render)."""
     if cfg.source == "phantom":
         p = cfg.phantom
         for split, n in (("train", p.train_patients), ("valid", p.valid_patients), ("test", p.test_patients)):
-            yield from phantom.iter_studies(seed, split, n, p.max_studies)
+            yield from phantom.iter_studies(seed, split, n, p.max_studies, p.population, p.acquisition_shift)
         return
     if cfg.source == "csv":
         c = cfg.csv

@@ -6,6 +6,11 @@ keeps the source's layout while showing y''s findings. The starting latent is th
 conditioned on y (`init: inversion`, generate/inversion.py: x' is an edit of this patient's film) or
 per-pair noise (`init: noise`, as PairAug's code did). The source-branch image is kept for audit.
 
+Each report gets `candidates` edits (PairAug's code drew 10 per report) and `prune` selects among them
+with S1–S3. Under `init: noise` the candidates start from different noise; under `init: inversion`
+candidate 0 starts from the inversion itself and candidate k > 0 from the inversion with a share
+`candidate_noise` of fresh noise mixed in (variance-preserving), so it varies around this patient's film.
+
 Output (`data/synthetic/intra/`): `manifest.parquet` with the MANIFEST_COLUMNS of generate/inter.py
 (branch "intra", eta, inversion) plus `source_image`, `source_image_sha256`; `images/<pair_id>.png`
 (x') and `source/<pair_id>.png` (the source branch). Work goes through the resumable ChunkStore.
@@ -33,7 +38,7 @@ from pairaug.generate.p2p import edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import seed_from, stable_hash
-from pairaug.measurement.images import resize_batch
+from pairaug.measurement.images import load_split_images, resize_batch
 from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import TextToImagePipeline, load_generator
@@ -43,7 +48,7 @@ from pairaug.params import in_range, positive
 
 log = logging.getLogger(__name__)
 
-INTRA_COLUMNS = [*MANIFEST_COLUMNS, "source_image", "source_image_sha256"]
+INTRA_COLUMNS = [*MANIFEST_COLUMNS, "candidate", "source_image", "source_image_sha256"]
 
 
 @dataclass
@@ -68,12 +73,15 @@ class IntraConfig:
     inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
     resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
     batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
+    candidates: int = 4  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
+    candidate_noise: float = 0.3  # init inversion: share of fresh noise in the start of candidates k > 0
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     check: IntraCheck = field(default_factory=IntraCheck)
 
     def validate(self, prefix: str) -> None:
         positive(prefix, steps=self.steps, guidance=self.guidance, batch_size=self.batch_size,
-                 self_max_positions=self.self_max_positions)
+                 self_max_positions=self.self_max_positions, candidates=self.candidates)
+        in_range(prefix, "candidate_noise", self.candidate_noise, 0.0, 1.0)
         in_range(prefix, "eta", self.eta, 0.0, 1.0)
         in_range(prefix, "self_eta", self.self_eta, 0.0, 1.0)
         in_range(prefix, "inversion_refine", self.inversion_refine, 0, 10)
@@ -98,13 +106,18 @@ def native_height(pipe: TextToImagePipeline, cfg: IntraConfig) -> int:
 
 
 def starting_latents(pipe: TextToImagePipeline, cfg: IntraConfig, seeds: list[int], real: np.ndarray,
-                     source_reports: list[str]) -> tuple[torch.Tensor, int]:
-    """(latents, first sampling step): the inversion of the real films, or per-pair noise."""
+                     source_reports: list[str], candidates: list[int] | None = None) -> tuple[torch.Tensor, int]:
+    """(latents, first sampling step): the inversion of the real films (candidates k > 0 with fresh noise
+    mixed in), or per-pair noise."""
     height = native_height(pipe, cfg)
-    if cfg.init == "inversion":
-        clean = pipe.encode_image(resize_batch(real, height))
-        return ddim_invert(pipe, clean, source_reports, cfg.steps, cfg.inversion_refine)
-    return pipe.initial_noise(seeds, height) * pipe.scheduler.init_noise_sigma, 0
+    noise = pipe.initial_noise(seeds, height) * pipe.scheduler.init_noise_sigma
+    if cfg.init != "inversion":
+        return noise, 0
+    clean = pipe.encode_image(resize_batch(real, height))
+    inverted, start = ddim_invert(pipe, clean, source_reports, cfg.steps, cfg.inversion_refine)
+    mix = torch.tensor([0.0 if k == 0 else cfg.candidate_noise for k in (candidates or [0] * len(seeds))],
+                       dtype=inverted.dtype, device=inverted.device).view(-1, *([1] * (inverted.dim() - 1)))
+    return (1 - mix).sqrt() * inverted + mix.sqrt() * noise.to(inverted), start
 
 
 def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: int, gen_sha: str,
@@ -118,7 +131,8 @@ def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: i
         src = sources.loc[chunk["source_pair_id"]]
         source_reports = src["report"].tolist()
         real = np.stack([load_gray(p) for p in src["path"]]) if cfg.init == "inversion" else None
-        latents, start = starting_latents(pipe, cfg, chunk["seed"].tolist(), real, source_reports)
+        latents, start = starting_latents(pipe, cfg, chunk["seed"].tolist(), real, source_reports,
+                                          chunk["candidate"].tolist())
         src_lat, edit_lat = edit_sample(pipe, source_reports, chunk["report"].tolist(), latents, steps=cfg.steps,
                                         guidance=cfg.guidance, eta=cfg.eta, self_eta=cfg.self_eta,
                                         self_max_positions=cfg.self_max_positions, start=start)
@@ -132,7 +146,8 @@ def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: i
             rows.append({"pair_id": item["pair_id"], "branch": "intra", "source_pair_id": item["source_pair_id"],
                          "report": item["report"], "image": rel, "seed": int(item["seed"]), "generator_sha": gen_sha,
                          "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
-                         "inversion": cfg.init == "inversion", "source_image": src_rel})
+                         "inversion": cfg.init == "inversion", "candidate": int(item["candidate"]),
+                         "source_image": src_rel})
         return rows, files
     return make
 
@@ -151,12 +166,25 @@ def real_sources(prepared: str | Path, needed: pd.Series, rewritten: str | Path)
     return pairs
 
 
+def plan_candidates(edits: pd.DataFrame, seed: int, gen_sha: str, cfg: IntraConfig) -> pd.DataFrame:
+    """`cfg.candidates` items per IntraAug report, candidate 0 keeping the id a single edit had; each
+    candidate's id (and so its noise seed) hashes its index."""
+    first = plan("intra", edits, seed, gen_sha, cfg).assign(candidate=0)
+    frames = [first]
+    for k in range(1, cfg.candidates):
+        ids = [stable_hash(pid, "candidate", k) for pid in first["pair_id"]]
+        frames.append(first.assign(pair_id=ids, seed=[seed_from("noise", pid) for pid in ids], candidate=k))
+    items = pd.concat(frames, ignore_index=True).assign(_report=np.tile(np.arange(len(first)), cfg.candidates))
+    # report by report, its candidates together
+    return items.sort_values(["_report", "candidate"], kind="stable").drop(columns="_report").reset_index(drop=True)
+
+
 def intra_store(cfg: IntraConfig, seed: int, edits: pd.DataFrame, gen_sha: str, work_root: str | Path,
                 dtype: torch.dtype = torch.float32) -> ChunkStore:
     """The resumable chunks of this run, in a work folder keyed by the pairs and every image-shaping param
     (pair ids hash the reports, seed, generator and sampler; eta, init etc. are in the key only, so a
     changed edit setting never reuses chunks, while the per-pair noise stays the same across settings)."""
-    items = plan("intra", edits, seed, gen_sha, cfg)
+    items = plan_candidates(edits, seed, gen_sha, cfg)
     key = stable_hash(items["pair_id"].tolist(), cfg.fingerprint(dtype))
     return ChunkStore(Path(work_root) / f"intra-{key}", items, cfg.batch_size)
 
@@ -198,13 +226,14 @@ def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_dir: str | Path,
                   prepared: str | Path, rewritten: str | Path, generator_dir: str | Path,
-                  scorer_dir: str | Path) -> dict:
+                  scorer_dir: str | Path, probe_films: str | Path) -> dict:
     """metrics/intra.json: does x' keep the patient, show y''s findings, and does inversion redraw x?
 
     - patient: mean cos(f_img(x'), f_img(x)) over the pairs (x = the real source film, f = the scorer)
       against mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn
       from fresh noise, as InterAug draws its images (an unrelated image of the same kind).
-    - labels: a pixel probe trained on real train+valid films reads y''s labels from x' (AUC, chance
+    - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
+      the films being edited) reads y''s labels from x' (AUC, chance
       0.5); the same probe on x itself is the no-edit baseline. `changed_auc` scores only the pairs
       whose label differs between y and y': near 0 for x itself (it shows y's finding), above 0.5 where
       x' shows y''s.
@@ -250,7 +279,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     }
     patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
 
-    labels = _label_recovery(pairs, root, manifest, edited, real, rewritten)
+    labels = _label_recovery(Path(probe_films), pairs, manifest, edited, real, rewritten)
     inversion = _inversion_psnr(pipe, cfg, manifest, by_id, root, stored, rng)
     return {"pairs": len(manifest), "init": cfg.init, "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
             "self_eta": cfg.self_eta, "patient": patient, "labels": labels, "inversion": inversion}
@@ -263,16 +292,16 @@ def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: 
     return resize_batch(np.concatenate(out), stored)
 
 
-def _label_recovery(pairs: pd.DataFrame, root: Path, manifest: pd.DataFrame, edited: np.ndarray, real: np.ndarray,
-                    rewritten: str | Path) -> dict:
+def _label_recovery(probe_films: Path, pairs: pd.DataFrame, manifest: pd.DataFrame, edited: np.ndarray,
+                    real: np.ndarray, rewritten: str | Path) -> dict:
     new = pd.read_parquet(rewritten).drop_duplicates(["source_pair_id", "report_new"])
     new = new.set_index(["source_pair_id", "report_new"])
     keys = list(zip(manifest["source_pair_id"], manifest["report"]))
     targets_new = new.reindex(keys)
     targets_old = pairs.set_index("pair_id").loc[manifest["source_pair_id"]]
-    fit_on = pairs[pairs["split"] != "test"]
+    fit_on = read_pairs(probe_films)
     labels = [lb for lb in LABELS if lb in targets_new.columns and 0 < _positive(fit_on, lb).sum() < len(fit_on)]
-    fit_images = np.stack([load_gray(root / rel) for rel in fit_on["image"]])
+    fit_images = load_split_images(fit_on, probe_films.parent).numpy()
     probe = PixelProbe(labels).fit(fit_images, {lb: _positive(fit_on, lb) for lb in labels})
     y_new = {lb: _positive(targets_new, lb) for lb in labels}
     auc_edit, auc_real = probe.auc(edited, y_new), probe.auc(real, y_new)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
 
+from pairaug.data.mixes import CONTROL_BRANCHES, REAL_DUP_MATCHES, pool_real_pairs, real_dup_pairs
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
-from pairaug.io import atomic_path, write_json, write_parquet
+from pairaug.io import atomic_path, sha256_file, write_json, write_parquet
 from pairaug.quality.checks import derive_checks
 from pairaug.quality.gate import DATA_DOCS_INDEX, ValidateConfig, gate, run_suite, summary
 
@@ -25,16 +27,44 @@ def read_pruned(path: Path) -> pd.DataFrame:
         raise InputError(f"cannot read Parquet: {e}", file=path) from None
 
 
-def mix_manifest(pairs: pd.DataFrame, branches: list[str]) -> pd.DataFrame:
-    """A mix's validated pairs in a fixed order (image paths stay relative to the validated folder)."""
-    rows = pairs[pairs["branch"].isin(branches)]
+def mix_manifest(pairs: pd.DataFrame, branches: list[str], controls: dict[str, pd.DataFrame] | None = None
+                 ) -> pd.DataFrame:
+    """A mix's pairs in a fixed order: its validated synthetic pairs and the rows of its control branches
+    (`controls`: branch → rows); image paths relative to the validated folder."""
+    parts = [pairs[pairs["branch"].isin(branches)], *[(controls or {})[b] for b in branches if b in CONTROL_BRANCHES]]
+    rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
     return rows.sort_values("pair_id", kind="stable").reset_index(drop=True)
+
+
+def control_rows(mixes: dict[str, list[str]], pairs: pd.DataFrame, prepared: Path, pool: Path,
+                 out_dir: Path) -> dict[str, pd.DataFrame]:
+    """The real-pair rows of the control branches the mixes use, images relative to `out_dir`."""
+    used = {b for branches in mixes.values() for b in branches}
+    out: dict[str, pd.DataFrame] = {}
+    if "real_dup" in used:
+        real = read_pairs(prepared)
+        count = int(pairs["branch"].isin(mixes[REAL_DUP_MATCHES]).sum())
+        out["real_dup"] = _rebase(real_dup_pairs(real[real["split"] == "train"], count), prepared.parent, out_dir)
+    if "pool_real" in used:
+        if not pool.exists():
+            raise InputError("the public pool's pairs are not there (run `dvc repro prepare-pool`)", file=pool)
+        pool_pairs = read_pairs(pool)
+        out["pool_real"] = _rebase(pool_real_pairs(pool_pairs[pool_pairs["split"] == "train"]), pool.parent, out_dir)
+    return out
+
+
+def _rebase(rows: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
+    """Image paths relative to `root` → relative to `out_dir`, with each file's sha256 (as synthetic rows have)."""
+    files = [root / rel for rel in rows["image"]]
+    shas = {f: sha256_file(f) for f in sorted(set(files))}
+    return rows.assign(image=[Path(os.path.relpath(f, out_dir)).as_posix() for f in files],
+                       image_sha256=[shas[f] for f in files])
 
 
 def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pairs.parquet",
                    prepared: str | Path = "data/prepared/pairs.parquet", out_dir: str | Path = "data/validated",
                    metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".",
-                   mixes: dict[str, list[str]] | None = None) -> dict:
+                   mixes: dict[str, list[str]] | None = None, pool: str | Path = "data/pool/pairs.parquet") -> dict:
     """Run the gate; on success write `out_dir/{pairs.parquet,result.json}` and return the summary.
 
     `mixes` (name → branches, from `pretrain.mixes`) also get `out_dir/mixes/<name>.parquet`: the pairs
@@ -44,7 +74,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
     still goes to `metrics_path`, and QualityGateError names every failed expectation in one line.
     `out_dir` must sit at the same depth as the pruned pairs' folder: image paths stay valid unchanged.
     """
-    pruned, prepared, out_dir = Path(pruned), Path(prepared), Path(out_dir)
+    pruned, prepared, out_dir, pool = Path(pruned), Path(prepared), Path(out_dir), Path(pool)
     pairs = read_pruned(pruned)
     real = read_pairs(prepared)
     frame = derive_checks(pairs, pruned.parent, real, prepared.parent)
@@ -60,6 +90,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
         tmp.mkdir(parents=True)
         write_parquet(pairs, tmp / "pairs.parquet")
         write_json(tmp / "result.json", result)
+        controls = control_rows(mixes or {}, pairs, prepared, pool, out_dir)
         for name, branches in (mixes or {}).items():
-            write_parquet(mix_manifest(pairs, branches), tmp / "mixes" / f"{name}.parquet")
+            write_parquet(mix_manifest(pairs, branches, controls), tmp / "mixes" / f"{name}.parquet")
     return info

@@ -1,8 +1,10 @@
 """The `fit-generator` stage's logic: train the embedded text-to-image UNet, or adopt a checkpoint.
 
-The embedded generator is conditioned on the frozen text encoder of the scorer (`models/scorer`),
-so it shares its tokenizer. Its quality check generates images from held-out test reports and asks
-a pixel linear probe, trained on real images, whether the conditioned findings are visible.
+The embedded generator learns from the public pool (the stand-in for RoentGen's training data) and is
+conditioned on the frozen text encoder of the scorer (`models/scorer`), so it shares its tokenizer. Its
+quality check generates images from the target's *valid* reports (the test split is read by `evaluate`
+alone) and asks a pixel linear probe, trained on the pool's real images, whether the conditioned
+findings are visible; the probe's AUC on the real valid films is the ceiling.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GeneratorCheck:
-    reports: int = 300  # test reports to generate from
+    reports: int = 300  # target valid reports to generate from (at most)
     steps: int = 20
     guidance: float = 3.5
 
@@ -52,12 +54,11 @@ class GeneratorConfig:
     check: GeneratorCheck = field(default_factory=GeneratorCheck)
 
 
-def fit_generator(cfg: GeneratorConfig, seed: int, pairs_path: str | Path, scorer_dir: str | Path,
-                  out_dir: str | Path) -> dict:
-    """Write the generator folder `out_dir`; return metrics (the pixel-probe check)."""
-    pairs_path = Path(pairs_path)
-    root = pairs_path.parent
-    pairs = read_pairs(pairs_path)
+def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target_path: str | Path,
+                  scorer_dir: str | Path, out_dir: str | Path) -> dict:
+    """Write the generator folder `out_dir` (trained on the pool's train split); return metrics (the check)."""
+    pool_path, target_path = Path(pool_path), Path(target_path)
+    pool = read_pairs(pool_path)
     if cfg.checkpoint:
         adopt_external(out_dir, check_folder(cfg.checkpoint, "generator.checkpoint"), "diffusers")
         pipe = load_generator(cfg.checkpoint)
@@ -66,8 +67,8 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pairs_path: str | Path, score
         text_dir, _ = resolve(scorer_dir)
         text_encoder = CLIPTextModel.from_pretrained(text_dir, local_files_only=True).eval().requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(text_dir, local_files_only=True)
-        train = pairs[pairs["split"] == "train"]
-        images = load_split_images(train, root)
+        train = pool[pool["split"] == "train"]
+        images = load_split_images(train, pool_path.parent)
         size = int(images.shape[-1])
         torch.manual_seed(seed)
         unet = embedded_unet(cfg.arch, size, text_encoder.config.hidden_size)
@@ -77,20 +78,23 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pairs_path: str | Path, score
         with atomic_path(out_dir) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
         pipe = load_generator(out_dir)
-        info = {"params": int(sum(p.numel() for p in unet.parameters())), "train_steps": cfg.train.steps}
-    info["check"] = probe_check(pipe, pairs, root, cfg.check, seed)
+        info = {"params": int(sum(p.numel() for p in unet.parameters())), "train_steps": cfg.train.steps,
+                "train_pairs": len(train)}
+    target = read_pairs(target_path)
+    info["check"] = {"split": "valid", **probe_check(pipe, pool, pool_path.parent, target[target["split"] == "valid"],
+                                                     target_path.parent, cfg.check, seed)}
     return info
 
 
-def probe_check(pipe: TextToImagePipeline, pairs, root: Path, check: GeneratorCheck, seed: int) -> dict:
-    """Generate from test reports; a pixel probe trained on real train+valid images reads their labels."""
-    real = pairs[pairs["split"] != "test"]
-    test = pairs[pairs["split"] == "test"]
-    labels = [label for label in FINDINGS if (real[label] == 1).any()]
-    targets = {label: real[label].fillna(0).to_numpy() == 1 for label in labels}
-    probe = PixelProbe(labels).fit(load_split_images(real, root).numpy(), targets)
-    sample = test.sample(n=min(check.reports, len(test)), random_state=seed).sort_values("pair_id")
-    size = int(load_gray_size(root, pairs))
+def probe_check(pipe: TextToImagePipeline, probe_pairs, probe_root: Path, check_pairs, check_root: Path,
+                check: GeneratorCheck, seed: int) -> dict:
+    """Generate from `check_pairs`' reports; a pixel probe fit on the real films of `probe_pairs` reads their
+    labels (`real_auc`: the same probe on `check_pairs`' own films, the ceiling)."""
+    labels = [label for label in FINDINGS if 0 < (probe_pairs[label] == 1).sum() < len(probe_pairs)]
+    targets = {label: probe_pairs[label].fillna(0).to_numpy() == 1 for label in labels}
+    probe = PixelProbe(labels).fit(load_split_images(probe_pairs, probe_root).numpy(), targets)
+    sample = check_pairs.sample(n=min(check.reports, len(check_pairs)), random_state=seed).sort_values("pair_id")
+    size = int(load_gray_size(check_root, check_pairs))
     seeds = [seed_from("generator-check", seed, pid) for pid in sample["pair_id"]]
     images = []
     for start in range(0, len(sample), 64):
@@ -100,9 +104,10 @@ def probe_check(pipe: TextToImagePipeline, pairs, root: Path, check: GeneratorCh
     generated = np.concatenate(images)
     sample_targets = {label: sample[label].fillna(0).to_numpy() == 1 for label in labels}
     gen_auc = probe.auc(generated, sample_targets)
-    real_auc = probe.auc(load_split_images(sample, root).numpy(), sample_targets)
+    real_auc = probe.auc(load_split_images(sample, check_root).numpy(), sample_targets)
     checked = {k: gen_auc[k] for k in CHECK_LABELS if k in gen_auc}
     return {"generated_auc": gen_auc, "real_auc": real_auc, "mean_auc_checked": mean_auc(checked),
+            "real_mean_auc_checked": mean_auc({k: real_auc[k] for k in checked}),
             "checked_labels": list(checked), "reports": len(sample), "steps": check.steps,
             "guidance": check.guidance, "sample_sha": stable_hash(sample["pair_id"].tolist())}
 

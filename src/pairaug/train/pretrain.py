@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,13 +82,14 @@ def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: st
         if not manifest.exists():
             raise InputError(f"validated pairs of mix {mix!r} not found (run `dvc repro validate`)", file=manifest)
         syn = pd.read_parquet(manifest)
-        missing = set(branches) - set(syn["branch"])
-        if missing or set(syn["branch"]) - set(branches):
-            raise InputError(f"mix {mix!r} needs branch(es) {branches} but its validated pairs hold "
-                             f"{sorted(set(syn['branch']))} (missing: {sorted(missing)}; rerun `dvc repro validate`)",
-                             file=manifest, field="branch")
+        if set(syn["branch"]) - set(branches):
+            raise InputError(f"mix {mix!r} names branch(es) {branches} but its validated pairs hold "
+                             f"{sorted(set(syn['branch']))} (rerun `dvc repro validate`)", file=manifest, field="branch")
+        empty = sorted(set(branches) - set(syn["branch"]))
+        if empty:  # pruning kept none of them: the mix trains on what is left (the report marks it)
+            log.warning("mix %s: no pairs of branch(es) %s survived pruning", mix, ", ".join(empty))
         frames.append(pd.DataFrame({"pair_id": syn["pair_id"], "branch": syn["branch"], "report": syn["report"],
-                                    "path": [str(validated / p) for p in syn["image"]]}))
+                                    "path": [os.path.normpath(validated / p) for p in syn["image"]]}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -141,15 +143,18 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
     labels = [lab for lab in COMPETITION_LABELS if (valid[lab] == 1).any()]
     targets = {lab: valid[lab].fillna(0).to_numpy() == 1 for lab in labels}
     train_reports = pairs.loc[pairs["branch"] == "real", "report"].tolist()
-    summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in pairs["branch"].value_counts().items()},
-                     "seeds": {}}
+    counts = pairs["branch"].value_counts()
+    summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in counts.items()},
+                     "empty_branches": sorted(set(cfg.mixes[mix]) - set(counts.index)), "seeds": {}}
+    real_images = images[torch.from_numpy((pairs["branch"] == "real").to_numpy())]
     with atomic_path(out_dir) if ranks.is_main else nullcontext() as tmp:
         if tmp is not None:
             tmp.mkdir(parents=True)
         for s in cfg.seeds:
             run_seed = seed * 1000 + s
             torch.manual_seed(run_seed)
-            model, tokenizer, preprocess = new_model(cfg, train_reports, int(images.shape[-1]), images)
+            # normalisation from the real train films alone: the same for every mix
+            model, tokenizer, preprocess = new_model(cfg, train_reports, int(images.shape[-1]), real_images)
             if cfg.select_by == "zeroshot":
                 select = zeroshot_select(tokenizer, preprocess, valid_images, targets, cfg.prompts, labels)
             else:

@@ -1,4 +1,5 @@
-"""The `fit-scorer` stage's logic: train the embedded CLIP on real train pairs, or adopt a checkpoint.
+"""The `fit-scorer` stage's logic: train the embedded CLIP on the train split it is given (the public
+pool), or adopt a checkpoint.
 
 The scorer is also the text encoder of the embedded generator and the template of the VLP model, so
 its tokenizer (learned on the training reports) is saved with it.
