@@ -208,10 +208,10 @@ def test_patient_in_two_official_splits_names_the_source_row(tmp_path: Path) -> 
     """CheXpert: a patient listed in both train.csv (hash split) and valid.csv would leak across splits."""
     root = tmp_path / "CheXpert-v1.0-small"
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *LABELS]
-    for name, rel in (("train.csv", "train/patient00007/study1/view1_frontal.jpg"),
-                      ("valid.csv", "valid/patient00007/study2/view1_frontal.jpg")):
+    for k, (name, rel) in enumerate((("train.csv", "train/patient00007/study1/view1_frontal.jpg"),
+                                     ("valid.csv", "valid/patient00007/study2/view1_frontal.jpg"))):
         (root.parent / "CheXpert-v1.0-small" / rel).parent.mkdir(parents=True, exist_ok=True)
-        gray(1).save(root / rel)
+        gray(1 + k).save(root / rel)
         pd.DataFrame([[f"CheXpert-v1.0-small/{rel}", "Male", "50", "Frontal", "PA", *[""] * len(LABELS)]],
                      columns=header).to_csv(root / name, index=False)
     cfg = DataConfig(source="chexpert", image_size=16, workers=1, chexpert=ChexpertConfig(root=str(root)))
