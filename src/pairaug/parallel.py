@@ -81,9 +81,12 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def child_dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+def child_dies_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A `preexec_fn` for `subprocess`: the child gets `sig` when this process dies (SIGTERM lets a
-    launcher such as torchrun stop its own workers)."""
+    launcher such as torchrun stop its own workers). Linux only (a watcher thread would not survive the
+    child's exec); elsewhere None, the child outlives a killed parent."""
+    if not sys.platform.startswith("linux"):
+        return None
     parent = os.getpid()
     return lambda: die_with_parent(parent, sig)
 
