@@ -18,7 +18,8 @@ statements use the phantom's templates where they fit (`report_text`), else plai
 Each edited sentence is checked with the sentence-level labeler (the other labels of a sentence must
 read as before), and the whole rewrite for contradictions between kept and edited sentences; an edit
 that fails either check is replaced by the next candidate. Outputs fit `max_words` by dropping the
-least informative sentences first (normal statements, then context, then repeated findings), never
+least informative sentences first ("normal study" sentences, context, negative statements,
+then findings stated twice), never
 an edited one. When no candidate edit passes, the report is returned with the reason in `edits`.
 """
 
@@ -361,6 +362,10 @@ def remove_labels(sentence: str, labels: set[str]) -> tuple[str | None, bool]:
                     clauses[i - 1][0].strip(" ,;") in ("or", "and", "nor"):
                 sep = clauses[i - 1][0]  # "A, B or C" without B: "A or C"
             parts.append(sep + text)
+    last = len(clauses) - 1
+    if last in hit and len(keep) > 1 and clauses[last][0].strip(" ,;") in ("or", "and", "nor") \
+            and parts[-1].startswith(", "):
+        parts[-1] = clauses[last][0] + parts[-1][2:]  # "A, B or C" without C: "A or B"
     out = _cap(re.sub(r"^(?:and|or|with|but|nor)\s+", "", "".join(parts).strip(" ,;"))) + end
     ok = _same_except(sentence, out, removed_labels)
     if not ok and _negative_only(sentence, removed_labels):
@@ -528,6 +533,9 @@ def impression_text(kind: str, item: Item) -> str | None:
 def apply_edit(draft: Draft, kind: str, item: Item, rng: np.random.Generator) -> Draft | None:
     """`draft` with one edit of `item.label` applied, or None when it cannot be done cleanly."""
     label = item.label
+    # A pneumonia goes with the consolidation or opacity that shows it.
+    labels = {label, "Pneumonia"} if kind in ("negate", "resolve") and label in ("Consolidation", "Lung Opacity") \
+        else {label}
     d = draft.copy()
     text = statement(kind, item, rng)
     if text is None:
@@ -536,7 +544,10 @@ def apply_edit(draft: Draft, kind: str, item: Item, rng: np.random.Generator) ->
     # Sentences to edit: those stating the label (present, or also absent when the edit asserts it).
     targets = []
     for si, li, line in d.all():
-        status = sentence_facts(line.text).get(label)
+        facts = sentence_facts(line.text)
+        status = facts.get(label)
+        if status is None and labels != {label} and facts.get("Pneumonia") in PRESENT:
+            status = facts["Pneumonia"]
         if status in PRESENT or (status == NEGATIVE and positive_now) or positive_now and label in global_normal_scope(line.text) and not line.statement:
             targets.append((si, li))
     main, imp = d.main_section(), d.impression()
@@ -552,7 +563,7 @@ def apply_edit(draft: Draft, kind: str, item: Item, rng: np.random.Generator) ->
         if label in global_normal_scope(line.text) and sentence_facts(line.text).get(label) is None:
             rest = None  # "No acute cardiopulmonary process." goes when a finding is asserted
         else:
-            rest, ok = remove_labels(line.text, {label})
+            rest, ok = remove_labels(line.text, labels)
             if not ok:
                 return None
         if (si, li) == primary:
@@ -624,7 +635,11 @@ def contradictions(d: Draft) -> list[str]:
 
 
 def _drop_rank(d: Draft, si: int, line: Line) -> int | None:
-    """Which sentences go first when a rewrite is too long: 0 normal statements, 1 context, 2 repeats."""
+    """Which sentences go first when a rewrite is too long (None: never).
+
+    0 "normal study" sentences that state no label, 1 context (technique, comparison, history), 2
+    negative statements of a label, 3 findings stated again elsewhere (an impression repeating them).
+    """
     if line.statement:
         return None
     facts = sentence_facts(line.text)
@@ -633,11 +648,9 @@ def _drop_rank(d: Draft, si: int, line: Line) -> int | None:
     if "Support Devices" in facts:
         present.add("Support Devices")  # a device and its position, or its removal, is a finding to keep
     if not present and not terms:
-        if (facts and all(v == NEGATIVE for v in facts.values())) or global_normal_scope(line.text):
-            return 0
-        return 1
-    if d.names[si] in CONTEXT_SECTIONS and not present:
-        return 1
+        if not facts:
+            return 0 if global_normal_scope(line.text) and d.names[si] not in CONTEXT_SECTIONS else 1
+        return 2
     others = [x for _, _, x in d.all() if x is not line]
     stated = {}
     for x in others:
@@ -645,8 +658,8 @@ def _drop_rank(d: Draft, si: int, line: Line) -> int | None:
             if v in PRESENT:
                 stated[k] = v
     other_terms = set().union(*(nonlabel_findings(x.text) for x in others)) if others else set()
-    if all(stated.get(k) == facts[k] for k in present) and terms <= other_terms:
-        return 2
+    if all(stated.get(k) == facts.get(k) for k in present) and terms <= other_terms:
+        return 3
     return None
 
 
@@ -779,7 +792,8 @@ _TEMPLATE_GROUPS = [
     ("The lungs are clear.", "Lungs are clear.", "Clear lungs."),
 ]
 _VERB = re.compile(r"\b(?:is|are|was|were|has|have|had|seen|noted|present|shows?|demonstrates?|appears?|remains?|"
-                   r"identified|no|not|without)\b", re.I)
+                   r"identified|no|not|without|may|might|could|represents?|likely|possibl\w*|suggest\w*|concerning|"
+                   r"consistent|compatible|cannot|question\w*)\b", re.I)
 _COUNT_NOUN = re.compile(r"(?:effusion|pneumothorax|nodule|opacity|mass|lesion|fracture|density|catheter|tube|line)$")
 
 
@@ -802,7 +816,7 @@ def _rewordings(text: str) -> list[str]:
     if m and "," not in core:
         out.append(f"{_cap(m.group(2))} {m.group(1)} seen{end}")
     mentions = _mentions(core)
-    ends_in_finding = any(m.end == len(core) and m.status != NEGATIVE for m in mentions)
+    ends_in_finding = any(m.end == len(core) for m in mentions) and all(m.status == POSITIVE for m in mentions)
     if ends_in_finding and not _VERB.search(core) and not re.search(r",| and | with ", core) and len(core.split()) <= 8 \
             and not core[:1].isdigit():
         low = _lower_first(core)
@@ -835,20 +849,28 @@ def _merge_negatives(sec: list[Line]) -> list[Line]:
     return out
 
 
-def rewrite_paraphrase(d: Draft, rng: np.random.Generator) -> Draft:
-    out = d.copy()
-    changed = 0
-    for si, sec in enumerate(out.lines):
+def _reword(out: Draft, rng: np.random.Generator, skip_p: float, shorter_only: bool = False) -> None:
+    for sec in out.lines:
         for li, line in enumerate(sec):
             options = _rewordings(line.text)
-            if not options or rng.random() < 0.25:
+            if shorter_only:
+                options = [o for o in options if len(o.split()) <= len(line.text.split())]
+            if not options or rng.random() < skip_p:
                 continue
             want = _signature(line.text)
             for i in rng.permutation(len(options)):
                 if _signature(options[i]) == want:
                     sec[li] = Line(options[i], original=False)
-                    changed += 1
                     break
+
+
+def rewrite_paraphrase(d: Draft, rng: np.random.Generator, max_words: int | None = None) -> Draft:
+    out = d.copy()
+    _reword(out, rng, 0.25)
+    if max_words is not None and out.words() > max_words:
+        out = d.copy()  # a longer wording would push a finding out: only rewordings that are not longer
+        _reword(out, rng, 0.25, shorter_only=True)
+    for si in range(len(out.lines)):
         if rng.random() < 0.6:
             out.lines[si] = _merge_negatives(out.lines[si])
         # Findings first, normal statements after, in sections that are not numbered lists.
@@ -867,6 +889,8 @@ def rewrite_paraphrase(d: Draft, rng: np.random.Generator) -> Draft:
             if rng.random() < 0.5:
                 rest = rest[::-1]
             out.lines[si] = [x for g in finding + rest for x in g]
+    if out.text() == d.text():
+        _reword(out, rng, 0.0, shorter_only=max_words is not None and d.words() >= max_words)  # every sentence that can be reworded, rather than the report as it was
     out.edits.append("paraphrase")
     if out.text() == d.text():
         out.edits = []
@@ -891,7 +915,7 @@ class RulesRewriter:
         elif task == "intra":
             out = rewrite_intra(draft, rng)
         elif task == "paraphrase":
-            out = rewrite_paraphrase(draft, rng)
+            out = rewrite_paraphrase(draft, rng, self.max_words)
         else:
             raise ValueError(f"unknown task {task!r}")
         out = fit_words(out, self.max_words)
