@@ -739,34 +739,36 @@ def _candidates_intra(d: Draft, rng: np.random.Generator) -> list[tuple[str, Ite
     return [ops[i] for i in rng.permutation(len(ops))]
 
 
-def _first_that_applies(d: Draft, ops, rng: np.random.Generator, skip: set[str]) -> Draft | None:
+def _first_that_applies(d: Draft, ops, rng: np.random.Generator, skip: set[str], max_words: int) -> Draft | None:
+    """The first candidate edit that applies cleanly and still fits `max_words` (as far as the source does)."""
+    limit = max(max_words, fit_words(d.copy(), max_words).words())
     for kind, item in ops:
         if item.label in skip:
             continue
         out = apply_edit(d, kind, item, rng)
-        if out is not None:
+        if out is not None and fit_words(out.copy(), max_words).words() <= limit:
             return out
     return None
 
 
-def rewrite_inter(d: Draft, rng: np.random.Generator) -> Draft:
-    out = _first_that_applies(d, _candidates_inter(d, rng), rng, set())
+def rewrite_inter(d: Draft, rng: np.random.Generator, max_words: int) -> Draft:
+    out = _first_that_applies(d, _candidates_inter(d, rng), rng, set(), max_words)
     if out is None:
         return d
     if rng.random() < 0.45:
         done = {e.split(" ", 1)[1] for e in out.edits}
         ops = _alterations(out, rng) if rng.random() < 0.5 else _candidates_inter(out, rng)
-        out = _first_that_applies(out, ops, rng, done) or out
+        out = _first_that_applies(out, ops, rng, done, max_words) or out
     return out
 
 
-def rewrite_intra(d: Draft, rng: np.random.Generator) -> Draft:
-    out = _first_that_applies(d, _candidates_intra(d, rng), rng, set())
+def rewrite_intra(d: Draft, rng: np.random.Generator, max_words: int) -> Draft:
+    out = _first_that_applies(d, _candidates_intra(d, rng), rng, set(), max_words)
     if out is None:
         return d
     if rng.random() < 0.3:
         done = {e.split(" ", 1)[1] for e in out.edits}
-        out = _first_that_applies(out, _candidates_intra(out, rng), rng, done) or out
+        out = _first_that_applies(out, _candidates_intra(out, rng), rng, done, max_words) or out
     return out
 
 
@@ -911,9 +913,9 @@ class RulesRewriter:
         rng = np.random.default_rng(seed_from("rewrite-rules", self.seed, source_id, task))
         draft = Draft.parse(report)
         if task == "inter":
-            out = rewrite_inter(draft, rng)
+            out = rewrite_inter(draft, rng, self.max_words)
         elif task == "intra":
-            out = rewrite_intra(draft, rng)
+            out = rewrite_intra(draft, rng, self.max_words)
         elif task == "paraphrase":
             out = rewrite_paraphrase(draft, rng, self.max_words)
         else:

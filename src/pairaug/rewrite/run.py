@@ -70,6 +70,15 @@ def cache_path(cfg: RewriteConfig) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def preview_cache_path(cfg: RewriteConfig) -> Path | None:
+    """The cache a preview uses: None outside a repository when the path is relative (no stray .cache/)."""
+    p = Path(cfg.cache_path).expanduser()
+    if p.is_absolute():
+        return p
+    root = repo_root()
+    return root / p if (root / "dvc.yaml").exists() else None
+
+
 _LABELER_SHA: str | None = None
 
 
@@ -473,7 +482,9 @@ def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache:
     else:
         key = cache_key(backend.name, backend.model, task, prompt.sha, backend.sampling(), report)
         out["cache_key"] = key
-        cache = ResponseCache(cache_path(cfg)) if use_cache else None
+        path = preview_cache_path(cfg) if use_cache else None
+        out["cache"] = str(path) if path is not None else None
+        cache = ResponseCache(path) if path is not None else None
         try:
             hit = cache.get(key) if cache is not None else None
             if hit is not None and (hit.status == "ok" or not cfg.retry_failed):
