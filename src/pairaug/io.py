@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +146,13 @@ def repo_root() -> Path:
         if (folder / "dvc.yaml").exists():
             return folder
     return here
+
+
+def read_stdin_text() -> str:
+    """Standard input as text whatever its encoding: bytes that are not UTF-8 become U+FFFD (�)."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def clean_arg(text: str) -> str:
+    """A command-line argument with undecodable bytes (surrogate escapes such as \\udce9) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
