@@ -433,15 +433,16 @@ def test_hash_split_by_patient(tmp_path: Path) -> None:
     assert [hash_split(f"pt{i}", 1, fractions) for i in range(50)] != [hash_split(f"pt{i}", 0, fractions) for i in range(50)]
 
     root = tmp_path / "many"
-    write_image(root / "x.png", film(20, 20, 0))
-    rows = [("x.png", f"pt{i // 3}", f"st{i}", "Lungs are clear.") for i in range(60)]
+    for i in range(80):  # one film per study (the same film in two splits is refused)
+        write_image(root / f"x{i}.png", film(20, 20, i))
+    rows = [(f"x{i}.png", f"pt{i // 3}", f"st{i}", "Lungs are clear.") for i in range(60)]
     write_csv(root / "pairs.csv", pd.DataFrame(rows, columns=["image", "patient_id", "study", "report"]))
     cfg = DataConfig(source="csv", image_size=8, workers=1, csv=CsvConfig(path=str(root / "pairs.csv"), study_column="study"))
     df = prepare(cfg, 0, tmp_path / "out")
     assert (df.groupby("patient_id")["split"].nunique() == 1).all()
     assert df["split"].nunique() == 3
     # Adding patients does not move existing ones.
-    more = rows + [("x.png", f"new{i}", f"n{i}", "Lungs are clear.") for i in range(20)]
+    more = rows + [(f"x{60 + i}.png", f"new{i}", f"n{i}", "Lungs are clear.") for i in range(20)]
     write_csv(root / "pairs.csv", pd.DataFrame(more, columns=["image", "patient_id", "study", "report"]))
     df2 = prepare(cfg, 0, tmp_path / "out2")
     old = df2[~df2["patient_id"].str.startswith("new")].reset_index(drop=True)

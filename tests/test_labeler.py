@@ -60,6 +60,47 @@ def test_chexpert_style_rules(report: str, expected: dict[str, int]) -> None:
     assert mentioned(report) == expected
 
 
+# Real-report wordings (MIMIC-CXR / IU X-ray style, written for these tests).
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ("Heart is large.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("The heart size is large.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("Heart is not large.", {"Cardiomegaly": 0, "No Finding": 1}),
+        # A persisting finding: "no significant change in" is temporal, not a negation.
+        ("No significant change in right pneumothorax or pleural fluid.",
+         {"Pneumothorax": 1, "Pleural Effusion": 1, "No Finding": 0}),
+        ("No interval change in the size of the left pleural effusion.", {"Pleural Effusion": 1, "No Finding": 0}),
+        ("No new consolidation.", {"Consolidation": 0, "No Finding": 1}),  # "no new" still negates
+        ("The cardiomediastinal silhouette and pulmonary vasculature are within normal limits.",
+         {"Enlarged Cardiomediastinum": 0, "No Finding": 1}),
+        ("Heart size and mediastinal contours are within normal limits.",
+         {"Cardiomegaly": 0, "Enlarged Cardiomediastinum": 0, "No Finding": 1}),
+        ("The costophrenic angles are sharp.", {"Pleural Effusion": 0, "No Finding": 1}),
+        ("Mediastinal contours are normal.", {"Enlarged Cardiomediastinum": 0, "No Finding": 1}),
+        ("Right PICC removed.", {"Support Devices": 0, "No Finding": 1}),
+        ("Interval removal of the right PICC line.", {"Support Devices": 0, "No Finding": 1}),
+        ("Left lower lobe collapse.", {"Atelectasis": 1, "No Finding": 0}),
+        ("No large pleural effusion.", {"Pleural Effusion": 0, "No Finding": 1}),
+    ],
+)
+def test_real_report_wordings(report: str, expected: dict[str, int]) -> None:
+    assert mentioned(report) == expected
+
+
+def test_real_style_reports_label_as_a_reader_would() -> None:
+    """Whole reports from tests/real_style_reports.py: the findings a radiologist would code."""
+    from real_style_reports import REPORTS
+
+    first = label_report(REPORTS[0])  # ETT, NG tube, "Heart is large.", small left effusion, no pneumothorax
+    assert (first["Support Devices"], first["Cardiomegaly"], first["Pleural Effusion"], first["Pneumothorax"]) == (
+        1, 1, 1, 0)
+    chest_tube = label_report(REPORTS[4])
+    assert chest_tube["Pneumothorax"] == 1 and chest_tube["Pleural Effusion"] == 1
+    iu = label_report(REPORTS[15])
+    assert iu["Enlarged Cardiomediastinum"] == 0 and iu["Pleural Effusion"] == 0 and iu["No Finding"] == 1
+
+
 def test_positive_beats_uncertain_beats_negative() -> None:
     # The same label stated several ways in one report: CheXpert's aggregation order.
     assert label_report("No pleural effusion. Small left pleural effusion.")["Pleural Effusion"] == 1

@@ -244,3 +244,21 @@ def test_logs_never_show_the_key(tmp_path, caplog):
         logging.getLogger("httpx2").warning(f"Authorization: Bearer {SECRET}")
     backend.close()
     assert SECRET not in caplog.text and caplog.text.count("<redacted>") == 2
+
+
+def test_star_localhost_names_are_not_loopback_unless_listed(tmp_path):
+    # A resolver may send llm.localhost anywhere: only `localhost` and loopback IPs pass unlisted.
+    with pytest.raises(PrivacyError, match="llm.localhost"):
+        ChatBackend(llm_cfg(tmp_path, "http://llm.localhost:8000/v1"))
+    ChatBackend(llm_cfg(tmp_path, "http://llm.localhost:8000/v1", private_hosts=["*.localhost"])).close()
+
+
+def test_a_dead_server_is_named_by_host_and_port(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = llm_cfg(tmp_path, f"http://127.0.0.1:{port}/v1", max_retries=0)
+    out = preview(cfg, 0, "inter", report(0))
+    assert out["status"] == "failed" and f"cannot reach 127.0.0.1:{port}" in out["reason"]

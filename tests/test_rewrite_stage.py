@@ -87,7 +87,7 @@ def test_cli_preview(tmp_path):
     out = run(["pairaug", "rewrite", "--task", "paraphrase",
                "FINDINGS: Moderate left pleural effusion. No pneumothorax. IMPRESSION: Left pleural effusion."],
               tmp_path).stdout
-    assert "paraphrase · rules · rules-v1" in out and "labels: unchanged" in out
+    assert "paraphrase · rules · rules-v2" in out and "labels: unchanged" in out
     data = json.loads(run(["pairaug", "rewrite", "--task", "inter", "--json", "Moderate cardiomegaly. No edema."],
                           tmp_path).stdout)
     assert data["status"] == "ok" and data["labels"] != data["source_labels"]

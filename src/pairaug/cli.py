@@ -11,18 +11,26 @@ from collections.abc import Sequence
 from pairaug.errors import PairaugError
 
 
+def _replace_unencodable_output() -> None:
+    # A terminal or pipe in ASCII / Latin-1 gets "?" for what it cannot show instead of a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+
+
 def _cmd_label(args: argparse.Namespace) -> None:
     from pairaug.data.labeler import label_report
     from pairaug.data.schema import LABELS
     from pairaug.data.tables import read_csv
+    from pairaug.io import clean_arg, read_stdin_text
 
     if args.csv:
         df = read_csv(args.csv, required=[args.column])
         reports = [str(r) for r in df[args.column]]
     elif args.text:
-        reports = list(args.text)
+        reports = [clean_arg(t) for t in args.text]
     else:
-        reports = [line.strip() for line in sys.stdin if line.strip()]
+        reports = [line.strip() for line in read_stdin_text().splitlines() if line.strip()]
     rows = [label_report(r) for r in reports]
     if args.format == "json":
         out = [{"report": r, "labels": {k: v for k, v in row.items() if v is not None}} for r, row in zip(reports, rows)]
@@ -44,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("label", help="label report text with the rule-based CheXpert-style labeler",
                        description="Label reports (1 positive, 0 negative, -1 uncertain, empty = not mentioned).")
-    p.add_argument("text", nargs="*", help="report text(s); reads lines from stdin when none and no --csv")
+    p.add_argument("text", nargs="*", help="report text(s); reads lines from stdin when none and no --csv "
+                                           "(UTF-8; undecodable bytes become U+FFFD)")
     p.add_argument("--csv", help="a CSV file holding reports")
     p.add_argument("--column", default="report", help="the CSV column holding reports (default: report)")
     p.add_argument("--format", choices=["json", "csv"], default="json")
@@ -65,6 +74,7 @@ def _extensions():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _replace_unencodable_output()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)

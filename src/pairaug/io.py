@@ -6,7 +6,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +47,55 @@ def seed_from(*parts: object) -> int:
     return int(stable_hash(*parts, length=8), 16) & 0x7FFFFFFF
 
 
+# A temp output is named for its owner, `.<name>.<host>-<pid>-<random>.tmp`, so that a later run can tell
+# the leftovers of a killed process (SIGKILL runs no cleanup) from the temp of a writer still at work.
+_HOST = stable_hash(socket.gethostname(), length=8)
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-\w+\.tmp$")
+_swept: set[str] = set()  # folders already cleared by this process (once each: image folders hold many files)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp outputs in `folder` left by processes of this host that died; return them.
+
+    A process killed between moving the old output aside and moving the new one in leaves the old one
+    inside its temp folder: it is put back first, so the output a rerun started from is never lost.
+    """
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            m = _LEFTOVER.match(entry.name)
+            if not m or m["host"] != _HOST or _alive(int(m["pid"])):
+                continue
+            leftover, output = Path(entry.path), Path(folder) / m["name"]
+            if (leftover / ".old").exists() and not output.exists():
+                (leftover / ".old").rename(output)
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path; on success it replaces `path` (file or folder) in one rename."""
+    """Yield a temporary sibling path; on success it replaces `path` (file or folder) in one rename.
+
+    First removes what killed runs left in the same folder (see `remove_leftovers`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    if str(path.parent) not in _swept:
+        remove_leftovers(path.parent)
+        _swept.add(str(path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}-", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -100,3 +146,13 @@ def repo_root() -> Path:
         if (folder / "dvc.yaml").exists():
             return folder
     return here
+
+
+def read_stdin_text() -> str:
+    """Standard input as text whatever its encoding: bytes that are not UTF-8 become U+FFFD (�)."""
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def clean_arg(text: str) -> str:
+    """A command-line argument with undecodable bytes (surrogate escapes such as \\udce9) as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from pairaug.errors import ParamError
-from pairaug.parallel import Ranks
+from pairaug.parallel import Ranks, child_dies_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ def relaunch(cfg: LaunchConfig, argv: list[str] | None = None) -> None:
         return
     cmd = launch_command(cfg, argv if argv is not None else sys.argv)
     log.info("launching %d processes: %s", cfg.processes, " ".join(cmd))
-    sys.exit(subprocess.call(cmd))
+    # A killed stage takes its launcher with it (SIGTERM: the launcher then stops its ranks).
+    sys.exit(subprocess.call(cmd, preexec_fn=child_dies_with_parent()))
 
 
 @contextmanager

@@ -1,12 +1,14 @@
 """params.yaml → typed, validated config objects (one dataclass per section).
 
 Each stage reads only its own section plus the shared `seed`; `dvc.yaml` declares exactly those, so a
-change reruns only the stages downstream of it. A wrong key, type or value fails with the dotted key.
+change reruns only the stages downstream of it. A wrong key, type or value fails with the dotted key,
+and so does a top-level section no stage reads (`dataa:` would otherwise leave `data` at its defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -17,6 +19,14 @@ import yaml
 from pairaug.errors import ParamError
 
 T = TypeVar("T")
+
+# Every top-level key params.yaml may hold: `seed` and one section per concern. The one list, checked
+# by `load_params` for every stage and CLI; `section` only reads names from it, and a test keeps it equal
+# to params.yaml's keys and to what dvc.yaml declares.
+SECTIONS: tuple[str, ...] = (
+    "seed", "launch", "data", "pool", "rewrite", "scorer", "generator", "generate", "intra", "prune", "validate",
+    "pretrain", "tracking", "evaluate", "report",
+)
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -29,11 +39,18 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamError(str(path), f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ParamError(str(path), "must be a mapping of sections")
+    for key in data:
+        if key not in SECTIONS:
+            near = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            hint = f"did you mean '{near[0]}'? " if near else ""
+            raise ParamError(str(key), f"unknown section ({hint}known: {', '.join(SECTIONS)})")
     return data
 
 
 def section(cls: type[T], params: dict[str, Any], name: str) -> T:
     """Build the config dataclass `cls` from `params[name]`, naming the key on any error."""
+    if name not in SECTIONS:  # a programming error: a new section goes into SECTIONS (and params.yaml)
+        raise ValueError(f"{name!r} is not in pairaug.params.SECTIONS")
     return from_dict(cls, params.get(name) or {}, name)
 
 

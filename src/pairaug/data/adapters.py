@@ -3,11 +3,13 @@
 Paired sources (image + report): phantom, mimic (MIMIC-CXR-JPG), openi (IU X-ray), csv (generic).
 Label-only sources (image + labels, no report; for evaluation): chexpert, nih (ChestX-ray14).
 Adapters only read tables and resolve paths; images are decoded later, one at a time, by `prepare`.
+Every path a table names goes through `under_root`, which refuses one that leaves its declared root.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ class SourceRecord:
     patient_id: str
     study_id: str
     image: Path  # absolute path of the source image
+    image_rel: str  # the image's path relative to its dataset's image root (normalised, "/"-separated)
     report: str | None
     view: str = ""
     labels: dict[str, int | None] | None = None  # dataset labels; None → run the labeler on the report
@@ -46,6 +49,22 @@ def _label_value(raw: str, file: Path, row: int, col: str) -> int | None:
     if v not in (1, 0, -1):
         raise InputError(f"label must be 1, 0, -1 or empty, got {raw!r}", file=file, row=row, field=col)
     return v
+
+
+def under_root(root: Path, rel: str, *, file: Path, row: int | None, field: str, what: str = "image") -> tuple[Path, str]:
+    """(root / rel, rel normalised): the one place a path read from a dataset's tables is resolved.
+
+    Refuses an absolute path or one whose `..` parts leave `root` (`../../x.png`, `/etc/passwd`): a
+    table may only name files inside the root it was declared with. The check is on the path as
+    written; symbolic links inside the root are followed (the dataset's owner made them, a cell cannot).
+    """
+    if os.path.isabs(rel):
+        raise InputError(f"{what} path {rel!r} is absolute; it must be relative to the {what} root {root}",
+                         file=file, row=row, field=field)
+    norm = os.path.normpath(rel)
+    if norm == os.curdir or norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        raise InputError(f"{what} path {rel!r} leaves the {what} root {root}", file=file, row=row, field=field)
+    return root / norm, Path(norm).as_posix()
 
 
 def _require_text(value: str, file: Path, row: int, col: str, what: str = "report") -> str:
@@ -84,8 +103,9 @@ def iter_csv(path: str | Path, *, image_column: str = "image", report_column: st
         study = cell(df, i, study_column) if study_column and study_column in df.columns else ""
         view = cell(df, i, view_column) if view_column and view_column in df.columns else ""
         recorded = {c: _label_value(cell(df, i, c), path, i, c) for c in labels} if labels else None
+        image, image_rel = under_root(root, rel, file=path, row=i, field=image_column)
         yield SourceRecord(
-            patient_id=patient or rel, study_id=study or rel, image=root / rel, report=report, view=view,
+            patient_id=patient or rel, study_id=study or rel, image=image, image_rel=image_rel, report=report, view=view,
             labels={**dict.fromkeys(LABELS), **recorded} if recorded else None,
             origin=(path, i, image_column),
         )
@@ -155,14 +175,16 @@ def iter_mimic(root: str | Path, *, views: list[str] | None = None, use_dataset_
         view = view_of.get(dicom, "")
         if view.upper() not in wanted:
             continue
-        folder = Path("files") / f"p{subject[:2]}" / f"p{subject}"
-        report_file = reports_root / folder / f"s{study}.txt"
+        folder = f"files/p{subject[:2]}/p{subject}"
+        report_file, _ = under_root(reports_root, f"{folder}/s{study}.txt", file=split_csv, row=i, field="study_id",
+                                    what="report")
+        image, image_rel = under_root(root, f"{folder}/s{study}/{dicom}.jpg", file=split_csv, row=i, field="dicom_id")
         if not report_file.exists():
             raise InputError(f"report file not found: {report_file}", file=split_csv, row=i, field="study_id")
         report = _require_text(mimic_report_text(_read_report(report_file)), report_file, None, "report")
         split = {"validate": "valid"}.get(cell(splits, i, "split"), cell(splits, i, "split"))
         yield SourceRecord(
-            patient_id=subject, study_id=study, image=root / folder / f"s{study}" / f"{dicom}.jpg", report=report,
+            patient_id=subject, study_id=study, image=image, image_rel=image_rel, report=report,
             view=view, labels=labels_of.get(study) if use_dataset_labels else None, split=split,
             origin=(split_csv, i, "dicom_id"),
         )
@@ -195,8 +217,10 @@ def iter_openi(root: str | Path, *, reports_csv: str = "indiana_reports.csv",
         if not report:
             raise InputError("empty report (no findings or impression)", file=rep_path,
                              row=int(reports.index[reports["uid"] == uid][0]), field="findings")
-        yield SourceRecord(patient_id=uid, study_id=uid, image=root / images_dir / cell(projections, i, "filename"),
-                           report=report, view=cell(projections, i, "projection"), origin=(proj_path, i, "filename"))
+        image, image_rel = under_root(root / images_dir, cell(projections, i, "filename"), file=proj_path, row=i,
+                                      field="filename")
+        yield SourceRecord(patient_id=uid, study_id=uid, image=image, image_rel=image_rel, report=report,
+                           view=cell(projections, i, "projection"), origin=(proj_path, i, "filename"))
 
 
 # ---------------------------------------------------------------- CheXpert (label-only)
@@ -214,12 +238,13 @@ def iter_chexpert(root: str | Path, *, csv_files: list[str] | None = None, front
                 continue
             parts = Path(rel).parts
             # Paths start with the dataset folder name ("CheXpert-v1.0-small/train/patient00001/study1/...").
-            image = root.parent / rel if parts and parts[0] == root.name else root / rel
+            inside = "/".join(parts[1:]) if len(parts) > 1 and parts[0] == root.name else rel
+            image, image_rel = under_root(root, inside, file=path, row=i, field="Path")
             patient = next((p for p in parts if p.startswith("patient")), rel)
             study = "/".join(parts[-3:-1]) if len(parts) >= 3 else rel
             labels = {c: _label_value(cell(df, i, c), path, i, c) for c in LABELS}
             split = "valid" if "valid" in name else None
-            yield SourceRecord(patient_id=patient, study_id=study, image=image, report=None,
+            yield SourceRecord(patient_id=patient, study_id=study, image=image, image_rel=image_rel, report=None,
                                view=cell(df, i, "AP/PA") if "AP/PA" in df.columns else "", labels=labels,
                                split=split, origin=(path, i, "Path"))
 
@@ -255,7 +280,8 @@ def iter_nih(root: str | Path, *, entries_csv: str = "Data_Entry_2017.csv", imag
             if x in NIH_TO_CHEXPERT:
                 labels[NIH_TO_CHEXPERT[x]] = 1
         labels["No Finding"] = int(found == ["No Finding"])
-        image = cell(df, i, "Image Index")
-        yield SourceRecord(patient_id=cell(df, i, "Patient ID"), study_id=image, image=root / images_dir / image,
+        name = cell(df, i, "Image Index")
+        image, image_rel = under_root(root / images_dir, name, file=path, row=i, field="Image Index")
+        yield SourceRecord(patient_id=cell(df, i, "Patient ID"), study_id=name, image=image, image_rel=image_rel,
                            report=None, view=cell(df, i, "View Position") if "View Position" in df.columns else "",
                            labels=labels, origin=(path, i, "Image Index"))

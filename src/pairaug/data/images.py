@@ -1,7 +1,8 @@
 """Load any radiograph as one 8-bit gray channel, and fit it to the pipeline's square size.
 
 Handles mode "L", RGB/RGBA with gray content, 16-bit and 32-bit integer PNG/TIFF, JPEG, and DICOM
-(modality + VOI LUT, MONOCHROME1 inverted). Every failure names the file.
+(modality + VOI LUT, MONOCHROME1 inverted). Every failure names the file. A source film must be at
+least `MIN_FILM_SIDE` px on each side (`load_film`): anything smaller holds no film to learn from.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from PIL import Image, UnidentifiedImageError
 from pairaug.errors import InputError
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
+# Smaller sources would be stretched into a flat blur at data.image_size (a 1x1 image became a uniform
+# 32x32 "film"): a thumbnail, an icon or a broken export, never a radiograph.
+MIN_FILM_SIDE = 16
 
 
 def load_gray(path: str | Path) -> np.ndarray:
@@ -29,6 +33,16 @@ def load_gray(path: str | Path) -> np.ndarray:
             return _to_gray8(im, path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot decode image: {e}", file=path) from None
+
+
+def load_film(path: str | Path) -> np.ndarray:
+    """A source radiograph as `load_gray` reads it, refused when a side is under `MIN_FILM_SIDE` px."""
+    gray = load_gray(path)
+    h, w = gray.shape
+    if min(h, w) < MIN_FILM_SIDE:
+        raise InputError(f"image is {w}x{h} px; a source film must be at least {MIN_FILM_SIDE} px on each side",
+                         file=path)
+    return gray
 
 
 def _is_dicom(path: Path) -> bool:

@@ -30,6 +30,8 @@ _MENTIONS: dict[str, list[str]] = {
         r"cardiomegaly", r"cardiac enlargement", r"enlarge(?:d|ment of the) (?:heart|cardiac silhouette)",
         r"(?:heart|cardiac silhouette|cardiac shadow)(?: size)? (?:is |appears |remains )?(?:not )?(?:\w+ )?(?:enlarged|increased|prominent)",
         r"heart size (?:is )?(?:\w+ )?(?:enlarged|increased)", r"(?:large|enlarged|big) heart",
+        # "Heart is large.", "The heart size is large.", "Cardiac silhouette is big."
+        r"(?:heart|cardiac silhouette)(?: size)? (?:is |appears |remains )(?:\w+ )?(?:large|big)\b",
     ],
     "Lung Opacity": [
         r"opacit(?:y|ies)", r"opacification", r"infiltrates?", r"airspace (?:disease|process)", r"densit(?:y|ies)",
@@ -44,7 +46,7 @@ _MENTIONS: dict[str, list[str]] = {
     "Pneumonia": [r"pneumonias?", r"infection", r"infectious process"],
     "Atelectasis": [
         r"atelecta\w*", r"plate-?like (?:band|opacit(?:y|ies)|densit(?:y|ies))", r"volume loss", r"collapse of the \w+ lobe",
-        r"lobar collapse",
+        r"lobar collapse", r"(?:lobe|lung) collapse",
     ],
     "Pneumothorax": [r"pneumothora(?:x|ces)", r"apical lucency"],
     "Pleural Effusion": [
@@ -55,7 +57,7 @@ _MENTIONS: dict[str, list[str]] = {
     "Fracture": [r"fractur\w*"],
     "Support Devices": [
         r"(?:endotracheal|et|ng|nasogastric|chest|enteric|feeding|tracheostomy|orogastric) tubes?", r"catheters?",
-        r"(?:picc|central venous|central|midline|swan-ganz) lines?", r"pacemakers?", r"\bicd\b", r"sternotomy wires",
+        r"(?:picc|central venous|central|midline|swan-ganz) lines?", r"picc\b", r"pacemakers?", r"\bicd\b", r"sternotomy wires",
         r"support devices?", r"port-?a-?cath", r"stents?", r"defibrillator",
     ],
 }
@@ -66,10 +68,17 @@ _NORMAL: dict[str, list[str]] = {
         r"heart(?: size)? (?:is |appears |remains )?(?:normal|within normal limits|top[- ]normal|upper limits of normal)",
         r"normal(?:-sized)? (?:heart|cardiac silhouette|heart size|cardiac size)",
         r"cardiac silhouette (?:is |appears )?(?:normal|within normal limits|unremarkable)",
+        # "Heart size and mediastinal contours are within normal limits.", "The heart and mediastinum are normal."
+        r"heart(?: size)? and [a-z ]{1,40}? (?:is |are |appear )(?:normal|within normal limits|unremarkable)",
     ],
+    "Pleural Effusion": [r"(?:costophrenic|cp) angles? (?:is |are |remain )?(?:sharp|clear|preserved|normal)"],
+    "Edema": [r"(?:pulmonary )?vasculature (?:is |appears )?(?:normal|within normal limits|unremarkable)",
+              r"normal pulmonary vascular\w*"],
     "Enlarged Cardiomediastinum": [
         r"cardiomediastinal (?:silhouette|contours?) (?:is |are |appears |remains )?(?:normal|within normal limits|unremarkable|stable)",
-        r"normal cardiomediastinal", r"mediastin\w+ (?:is |are )?(?:normal|within normal limits|unremarkable)",
+        r"normal cardiomediastinal", r"mediastin\w+ (?:contours? |silhouette )?(?:is |are )?(?:normal|within normal limits|unremarkable)",
+        # IU X-ray: "The cardiomediastinal silhouette and pulmonary vasculature are within normal limits."
+        r"cardiomediastinal (?:silhouette|contours?) and [a-z ]{1,40}? (?:is |are )(?:normal|within normal limits|unremarkable)",
     ],
 }
 
@@ -83,8 +92,14 @@ _UNCERTAIN_POST = re.compile(
     r"^\W*(?:is |are )?(?:not (?:entirely )?excluded|cannot be (?:entirely )?excluded|(?:is |are )?possible|(?:is |are )?suspected|"
     r"versus|vs\b|\?)"
 )
+# Temporal phrases with a negation word that say a finding persists ("No significant change in right
+# pneumothorax or pleural fluid"): blanked before the negation cues are looked for.
+_NO_CHANGE = re.compile(
+    r"\b(?:no|without) (?:significant |appreciable |substantial |definite |major |other )?(?:interval )?"
+    r"(?:change|increase|decrease|progression|enlargement|worsening|improvement)s? (?:in|of)\b"
+    r"(?: (?:the )?(?:size|amount|extent|appearance) of)?")
 _NEGATION_PRE = re.compile(
-    r"\b(?:no|not|without|negative for|free of|clear of|absence of|resolved|resolution of|removed|rather than|"
+    r"\b(?:no|not|without|negative for|free of|clear of|absence of|resolved|resolution of|removed|removal of|rather than|"
     r"ruled out|rules out|exclude[sd]?|never|nor|neither)\b"
 )
 _NEGATION_POST = re.compile(
@@ -112,6 +127,8 @@ class Mention:
     sentence: int
     severity: str | None = None
     side: str | None = None
+    start: int = -1  # where the mention lies in its sentence (split_sentences(report)[sentence])
+    end: int = -1
 
 
 def split_sentences(report: str) -> list[str]:
@@ -129,7 +146,7 @@ def find_mentions(report: str) -> list[Mention]:
             for pat in patterns:
                 for m in pat.finditer(low):
                     taken.append((m.start(), m.end()))
-                    mentions.append(Mention(label, NEGATIVE, m.group(0), si))
+                    mentions.append(Mention(label, NEGATIVE, m.group(0), si, start=m.start(), end=m.end()))
         for label, patterns in _COMPILED.items():
             spans: list[tuple[int, int]] = []
             for pat in patterns:
@@ -151,6 +168,7 @@ def _classify(label: str, low: str, start: int, end: int, si: int) -> Mention:
     brk = _SCOPE_BREAK.search(low, end)
     clause_end = brk.start() if brk else len(low)
     before, inside, after = low[clause_start:start], low[start:end], low[end:clause_end]
+    before = _NO_CHANGE.sub(" ", before)
     if _UNCERTAIN_PRE.search(before) or _UNCERTAIN_POST.search(after):
         status = UNCERTAIN
     elif _NEGATION_PRE.search(before + " " + inside) or _NEGATION_POST.search(after):
@@ -163,7 +181,7 @@ def _classify(label: str, low: str, start: int, end: int, si: int) -> Mention:
     side_word = side.group(1) if side else None
     if side_word in ("bibasilar", "bibasal", "both"):
         side_word = "bilateral"
-    return Mention(label, status, low[start:end], si, sev.group(1) if sev else None, side_word)
+    return Mention(label, status, low[start:end], si, sev.group(1) if sev else None, side_word, start, end)
 
 
 def label_report(report: str) -> dict[str, int | None]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from pairaug.data.report_text import Finding, write_report
 from pairaug.data.schema import LABELS
 from pairaug.io import seed_from
 
@@ -40,15 +41,6 @@ class Anatomy:
     noise: float
     heart_ctr: float  # cardiothoracic ratio when the heart is normal
     lung_height: float
-
-
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    severity: str = "moderate"
-    side: str | None = None  # right | left | bilateral
-    lobe: str | None = None
-    hedged: bool = False  # the report states it with uncertainty ("possible ...")
 
 
 @dataclass
@@ -156,140 +148,6 @@ def iter_studies(seed: int, split: str, n_patients: int, max_studies: int = 3, p
 def _study_count_p(max_studies: int) -> np.ndarray:
     p = np.array([0.6 * (0.55**k) for k in range(max_studies)])
     return p / p.sum()
-
-
-# ---------------------------------------------------------------- reports
-
-_HEART_NORMAL = ("Heart size is normal.", "The cardiac silhouette is normal in size.", "Normal heart size.",
-                 "The heart is not enlarged.", "Cardiomediastinal silhouette is within normal limits.")
-_HEART = {
-    "mild": ("The heart is mildly enlarged.", "Mild cardiomegaly.", "Mild enlargement of the cardiac silhouette."),
-    "moderate": ("Moderate cardiomegaly.", "The cardiac silhouette is moderately enlarged.", "The heart is moderately enlarged."),
-    "large": ("Marked cardiomegaly.", "The heart is severely enlarged.", "Severe enlargement of the cardiac silhouette."),
-}
-_EFFUSION_SEV = {"mild": ("small", "trace", "small"), "moderate": ("moderate",), "large": ("large",)}
-_EDEMA = {
-    "mild": ("Mild pulmonary edema.", "Mild interstitial edema with pulmonary vascular congestion.", "Mild perihilar edema."),
-    "moderate": ("Moderate pulmonary edema.", "Moderate bilateral perihilar edema.", "Moderate interstitial pulmonary edema."),
-    "large": ("Severe pulmonary edema.", "Severe bilateral alveolar edema.", "Marked pulmonary edema."),
-}
-_NEG = {
-    "Pleural Effusion": ("No pleural effusion.", "No effusion.", "No pleural fluid."),
-    "Pneumothorax": ("No pneumothorax.", "There is no pneumothorax."),
-    "Consolidation": ("No focal consolidation.", "No consolidation.", "No airspace consolidation."),
-    "Edema": ("No pulmonary edema.", "No edema.", "No vascular congestion or edema."),
-    "Atelectasis": ("No atelectasis.", "No volume loss or atelectasis."),
-}
-_NORMAL_IMPRESSION = ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.",
-                      "Normal chest radiograph.", "No acute intrathoracic process.")
-_HEDGE = ("Possible {x}.", "Cannot exclude {x}.", "Findings may represent {x}.", "Questionable {x}.")
-
-
-def _side_phrase(side: str | None) -> str:
-    return {"bilateral": "bilateral", "left": "left", "right": "right"}.get(side or "", "")
-
-
-def finding_sentence(f: Finding, rng: np.random.Generator) -> str:
-    """One FINDINGS sentence describing `f` (also used by the rules rewriter)."""
-    c = lambda options: str(rng.choice(options))  # noqa: E731
-    side = _side_phrase(f.side)
-    if f.name == "Cardiomegaly":
-        text = c(_HEART[f.severity])
-        if f.hedged:
-            return c(_HEDGE).format(x="mild cardiomegaly")
-        return text
-    if f.name == "Pleural Effusion":
-        sev = c(_EFFUSION_SEV[f.severity])
-        noun = "pleural effusions" if f.side == "bilateral" else c(("pleural effusion", "pleural effusion", "effusion"))
-        core = f"{sev} {side} {noun}".replace("  ", " ")
-        if f.hedged:
-            return c(_HEDGE).format(x=core)
-        tmpl = c(("{Core}.", "There is a {core}.", "{Core} with blunting of the costophrenic angle."))
-        if f.side == "bilateral":
-            tmpl = c(("{Core}.", "There are {core}."))
-        return tmpl.format(core=core, Core=core[0].upper() + core[1:])
-    if f.name == "Consolidation":
-        sev = {"mild": "patchy", "moderate": "focal", "large": "dense"}[f.severity]
-        core = f"{sev} consolidation in the {side} {f.lobe} lobe"
-        if f.hedged:
-            return c(_HEDGE).format(x=f"{side} {f.lobe} lobe consolidation")
-        return c(("{Core}.", "There is {core}.", "{Core}, concerning for pneumonia.")).format(
-            core=core, Core=core[0].upper() + core[1:])
-    if f.name == "Edema":
-        if f.hedged:
-            return c(_HEDGE).format(x="mild pulmonary edema")
-        return c(_EDEMA[f.severity])
-    if f.name == "Atelectasis":
-        sev = {"mild": "minimal", "moderate": "plate-like", "large": "extensive"}[f.severity]
-        core = f"{sev} {side} basilar atelectasis"
-        if f.hedged:
-            return c(_HEDGE).format(x=f"{side} basilar atelectasis")
-        return c(("{Core}.", "{Core} with volume loss.", "There is {core}.")).format(
-            core=core, Core=core[0].upper() + core[1:])
-    if f.name == "Pneumothorax":
-        sev = {"mild": "small", "moderate": "moderate", "large": "large"}[f.severity]
-        core = f"{sev} {side} apical pneumothorax"
-        if f.hedged:
-            return c(_HEDGE).format(x=f"small {side} pneumothorax")
-        return c(("{Core}.", "There is a {core}.", "{Core} with a visible pleural line.")).format(
-            core=core, Core=core[0].upper() + core[1:])
-    raise ValueError(f"unknown finding {f.name}")
-
-
-def impression_phrase(f: Finding) -> str:
-    side = _side_phrase(f.side)
-    sev = {"mild": "mild", "moderate": "moderate", "large": "severe"}[f.severity]
-    text = {
-        "Cardiomegaly": f"{sev} cardiomegaly",
-        "Pleural Effusion": f"{side} pleural effusion{'s' if f.side == 'bilateral' else ''}",
-        "Consolidation": f"{side} {f.lobe} lobe consolidation",
-        "Edema": f"{sev} pulmonary edema",
-        "Atelectasis": f"{side} basilar atelectasis",
-        "Pneumothorax": f"{side} pneumothorax",
-    }[f.name]
-    return ("possible " + text) if f.hedged else text
-
-
-def write_report(findings: list[Finding], rng: np.random.Generator) -> str:
-    """A two-section report: FINDINGS (positives, then a few explicit negatives) and IMPRESSION."""
-    present = {f.name for f in findings}
-    order = list(findings)
-    rng.shuffle(order)
-    sentences = [finding_sentence(f, rng) for f in order]
-    if "Cardiomegaly" not in present:
-        sentences.insert(int(rng.integers(0, 2)) if sentences else 0, str(rng.choice(_HEART_NORMAL)))
-    absent = [name for name in _NEG if name not in present]
-    rng.shuffle(absent)
-    n_neg = min(len(absent), int(rng.integers(2, 4)))
-    negs = absent[:n_neg]
-    if "Pleural Effusion" in negs and "Pneumothorax" in negs and rng.random() < 0.6:
-        negs = [n for n in negs if n not in ("Pleural Effusion", "Pneumothorax")]
-        sentences.append(str(rng.choice(("No pleural effusion or pneumothorax.", "No effusion or pneumothorax."))))
-    if "Consolidation" in negs and rng.random() < 0.5:
-        rest = [n for n in negs if n in ("Pleural Effusion", "Pneumothorax")]
-        if rest:
-            negs = [n for n in negs if n not in ("Consolidation", *rest)]
-            sentences.append("No focal consolidation, " + " or ".join(_lower_name(n) for n in rest) + ".")
-    sentences += [str(rng.choice(_NEG[n])) for n in negs]
-    if not findings and rng.random() < 0.7:
-        sentences.append(str(rng.choice(("The lungs are clear.", "Lungs are well expanded and clear."))))
-    if findings:
-        phrases = [impression_phrase(f) for f in order]
-        impression = _join(phrases)
-        impression = impression[0].upper() + impression[1:] + "."
-    else:
-        impression = str(rng.choice(_NORMAL_IMPRESSION))
-    return "FINDINGS: " + " ".join(sentences) + " IMPRESSION: " + impression
-
-
-def _lower_name(name: str) -> str:
-    return name.lower()
-
-
-def _join(parts: list[str]) -> str:
-    if len(parts) == 1:
-        return parts[0]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 # ---------------------------------------------------------------- rendering

@@ -3,28 +3,32 @@
 Images stream through a bounded process pool one chunk at a time (decode → pad to square → resize →
 PNG), so memory stays flat on MIMIC-sized inputs. Labels come from the dataset where it has them,
 else from the report labeler. Splits are by patient: the dataset's official split where it has one and
-`split.official` is set, else a hash of the patient id (stable when the dataset grows).
+`split.official` is set, else a hash of the patient id (stable when the dataset grows). The same film
+(by the hash of its decoded pixels) in two splits is refused: listed under two patient ids, it would
+leak past the patient split.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from pairaug.data import adapters, phantom
 from pairaug.data.adapters import SourceRecord
-from pairaug.data.images import fit_square, load_gray
+from pairaug.data.images import fit_square, load_film
 from pairaug.data.labeler import label_report
 from pairaug.data.schema import LABELS, SPLITS, pairs_frame, validate_pairs
 from pairaug.errors import InputError, ParamError
 from pairaug.io import atomic_path, save_png, stable_hash, write_json, write_parquet
+from pairaug.parallel import process_pool
 from pairaug.params import from_dict, in_range, merged, positive
 
 Source = Literal["phantom", "mimic", "chexpert", "openi", "nih", "csv"]
@@ -182,20 +186,28 @@ def hash_split(patient_id: str, seed: int, split: SplitConfig) -> str:
     return "valid" if u < split.train + split.valid else "test"
 
 
-def _image_task(task: tuple) -> tuple[str, str | None]:
-    """Worker: make one image and write it as PNG; return (relative path, error or None)."""
-    kind, payload, dest, rel, size = task
+def film_digest(gray: np.ndarray) -> str:
+    """The content hash of a decoded film: equal pixels, equal digest, whatever the file's name or encoding."""
+    return hashlib.sha256(f"{gray.shape}".encode() + gray.tobytes()).hexdigest()
+
+
+def _image_task(task: tuple) -> tuple[str | None, str | None]:
+    """Worker: make one image and write it as PNG; return (source film's digest or None, error or None)."""
+    kind, payload, dest, size = task
+    digest = None
     try:
         if kind == "phantom":
             pixels = phantom.render(payload, size)
         else:
-            pixels = fit_square(load_gray(payload), size)
+            gray = load_film(payload)
+            digest = film_digest(gray)
+            pixels = fit_square(gray, size)
         save_png(pixels, dest)
     except InputError as e:
-        return rel, str(e)
+        return None, str(e)
     except Exception as e:  # noqa: BLE001 - any decoder failure is reported with the record's location
-        return rel, f"cannot process image {payload}: {type(e).__name__}: {e}"
-    return rel, None
+        return None, f"cannot process image {payload}: {type(e).__name__}: {e}"
+    return digest, None
 
 
 def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str | Path | None = None) -> pd.DataFrame:
@@ -204,12 +216,13 @@ def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str |
     rows: list[dict] = []
     origins: list[tuple] = []
     seen: dict[str, tuple] = {}
+    films: dict[str, tuple] = {}  # film digest → (split, patient, origin) of the first row that had it
     with atomic_path(out_dir) as tmp:
         (tmp / "images").mkdir(parents=True)
         records = iter_records(cfg, seed)
         if cfg.max_pairs:
             records = islice(records, cfg.max_pairs)
-        pool = ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 else None
+        pool = process_pool(cfg.workers) if cfg.workers > 1 else None
         try:
             with tqdm(desc="prepare", unit="img", disable=None) as bar:
                 while chunk := list(islice(records, cfg.chunk_size)):
@@ -219,10 +232,13 @@ def prepare(cfg: DataConfig, seed: int, out_dir: str | Path, metrics_path: str |
                         chunk_rows.append(row)
                         tasks.append(task)
                     results = pool.map(_image_task, tasks) if pool else map(_image_task, tasks)
-                    for row, (_, error) in zip(chunk_rows, results):
+                    for row, (digest, error) in zip(chunk_rows, results):
                         if error:
                             file, r, fld = row.pop("_origin")
                             raise InputError(error.rstrip(), file=file, row=r, field=fld)
+                        if digest is not None:
+                            first = films.setdefault(digest, (row["split"], row["patient_id"], row["_origin"]))
+                            _check_film_split(first, row)
                         origins.append(row.pop("_origin"))
                         rows.append(row)
                     bar.update(len(chunk))
@@ -256,13 +272,26 @@ def _at_source(e: InputError, origins: list[tuple]) -> InputError:
     return InputError(f"{message} (checked in the manifest's '{e.field}' column)", file=file, row=row, field=field)
 
 
+def _check_film_split(first: tuple, row: dict) -> None:
+    """Refuse a film already seen in another split: one image under two patient ids leaks across the split."""
+    split, patient, (first_file, first_row, _) = first
+    if split == row["split"]:
+        return
+    file, r, fld = row["_origin"]
+    where = f"row {first_row}" if first_file == file else f"{first_file} row {first_row}"
+    raise InputError(f"same film (identical pixels) as {where} (patient {patient!r}, split {split}) but here under "
+                     f"patient {row['patient_id']!r} in split {row['split']}: one film in two splits leaks across "
+                     "them; remove one of the rows", file=file, row=r, field=fld)
+
+
 def _row_and_task(rec, cfg: DataConfig, seed: int, tmp: Path, seen: dict) -> tuple[dict, tuple]:
     if isinstance(rec, phantom.Study):
         pair_id = stable_hash("phantom", seed, rec.study_id)
         labels, label_source, split, report, view = rec.labels(), "dataset", rec.split, rec.report, "PA"
         patient, study, origin, payload, kind = rec.patient_id, rec.study_id, ("phantom", None, None), rec, "phantom"
     else:
-        pair_id = stable_hash(cfg.source, rec.patient_id, rec.study_id, rec.image.name)
+        # The path under the image root, not the base name: a/1.png and b/1.png in one study are two films.
+        pair_id = stable_hash(cfg.source, rec.patient_id, rec.study_id, rec.image_rel)
         if rec.labels is not None:
             labels, label_source = rec.labels, "dataset"
         else:
@@ -279,7 +308,7 @@ def _row_and_task(rec, cfg: DataConfig, seed: int, tmp: Path, seen: dict) -> tup
     row = {"pair_id": pair_id, "patient_id": patient, "study_id": study, "split": split, "image": rel,
            "report": report, "view": view, **{k: labels.get(k) for k in LABELS}, "label_source": label_source,
            "_origin": origin}
-    return row, (kind, payload, str(tmp / rel), rel, cfg.image_size)
+    return row, (kind, payload, str(tmp / rel), cfg.image_size)
 
 
 def data_metrics(df: pd.DataFrame, cfg: DataConfig) -> dict:

@@ -15,7 +15,7 @@ from pairaug.errors import InputError
 
 
 def read_csv(path: str | Path, required: tuple[str, ...] | list[str] = (), **kwargs) -> pd.DataFrame:
-    """Read a UTF-8 CSV (plain or .gz) as strings; check required columns are present."""
+    """Read a UTF-8 CSV (plain or .gz) as strings; check required columns are present and it has a data row."""
     path = Path(path)
     if not path.exists():
         raise InputError("CSV file not found", file=path)
@@ -46,6 +46,9 @@ def read_csv(path: str | Path, required: tuple[str, ...] | list[str] = (), **kwa
         if col not in df.columns:
             raise InputError(f"missing required column '{col}' (has: {', '.join(map(str, df.columns))})",
                              file=path, field=col)
+    if df.empty:
+        # Said here, where the file is known: downstream it was only "produced no pairs", naming nothing.
+        raise InputError("no data rows (only a header)", file=path)
     return df
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from pairaug.data.adapters import iter_chexpert, iter_nih
-from pairaug.data.images import fit_square, load_gray
+from pairaug.data.images import fit_square, load_film
 from pairaug.data.schema import LABELS
 from pairaug.errors import InputError, ParamError
 
@@ -48,7 +48,7 @@ def load_label_set(cfg: LabelSetConfig, image_size: int) -> tuple[torch.Tensor, 
     images, rows = [], []
     for rec in islice(records, cfg.max_images):
         try:
-            images.append(fit_square(load_gray(rec.image), image_size))
+            images.append(fit_square(load_film(rec.image), image_size))
         except InputError:
             raise
         except Exception as e:  # noqa: BLE001 - a decoder failure, reported with the row that named the image

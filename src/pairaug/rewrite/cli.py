@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "rewrite", help="preview one report rewrite with the configured backend (params.yaml: rewrite)",
         description="Rewrite one report as the `rewrite` stage would, to try prompts and backends before a full "
                     "run. Reads the `rewrite` section of params.yaml; LLM answers go through the same cache.")
-    p.add_argument("text", nargs="?", help="the report (reads stdin when omitted)")
+    p.add_argument("text", nargs="?", help="the report (reads stdin when omitted; UTF-8, undecodable bytes "
+                                           "become U+FFFD)")
     p.add_argument("--task", choices=["inter", "intra", "paraphrase"], default="inter")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--backend", choices=["rules", "openai", "azure"], help="override rewrite.backend")
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> None:
-    from pairaug.errors import InputError
+    from pairaug.errors import InputError, PairaugError
+    from pairaug.io import clean_arg, read_stdin_text
     from pairaug.params import load_params, section
     from pairaug.rewrite.config import RewriteConfig
     from pairaug.rewrite.run import preview
@@ -34,7 +36,7 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
     if args.backend:
         params = {**params, "rewrite": {**(params.get("rewrite") or {}), "backend": args.backend}}
     cfg = section(RewriteConfig, params, "rewrite")
-    text = args.text if args.text is not None else sys.stdin.read()
+    text = clean_arg(args.text) if args.text is not None else read_stdin_text()
     if not text.strip():
         raise InputError("no report text given (pass it as an argument or on stdin)")
     seed = args.seed if args.seed is not None else int(params.get("seed", 0))
@@ -42,13 +44,14 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
+        if out["status"] != "ok":
+            raise PairaugError(f"rewrite failed: {out['reason']}")
         return
     src, new = out["source_labels"], out["labels"]
     origin = " (from cache)" if out["from_cache"] else ""
     print(f"{args.task} · {out['backend']} · {out['model']} · prompt {out['prompt_sha']}{origin}")
     if out["status"] != "ok":
-        print(f"failed: {out['reason']}")
-        return
+        raise PairaugError(f"rewrite failed: {out['reason']}")  # exit 2: a script must not take it for a rewrite
     print(out["report_new"] + ("   [cut to rewrite.max_words]" if out["truncated"] else ""))
     name = {1: "positive", 0: "negative", -1: "uncertain", None: "-"}
     changes = [f"  {lab}: {name[src[lab]]} -> {name[new[lab]]}" for lab in LABELS if src[lab] != new[lab]]

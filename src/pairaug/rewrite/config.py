@@ -74,6 +74,9 @@ class RewriteConfig:
     max_backoff_s: float = 60.0
     abort_after_failures: int = 20
     max_failed_fraction: float = 0.01
+    # The least share of the source the rules backend must keep (metrics/rewrite.json: retention_mean
+    # per task); below it the stage fails naming the reports. LLM rewrites are measured, not held to it.
+    min_retention: float = 0.8
     retry_failed: bool = False
     cache_path: str = ".cache/rewrite.sqlite"
 
@@ -93,6 +96,7 @@ class RewriteConfig:
         if len(set(self.tasks)) != len(self.tasks):
             raise ParamError(f"{prefix}.tasks", f"duplicate task in {self.tasks}")
         in_range(prefix, "max_failed_fraction", self.max_failed_fraction, 0.0, 1.0)
+        in_range(prefix, "min_retention", self.min_retention, 0.0, 1.0)
         in_range(f"{prefix}.sampling", "temperature", self.sampling.temperature, 0.0, 2.0)
         in_range(f"{prefix}.sampling", "top_p", self.sampling.top_p, 0.0, 1.0)
         positive(f"{prefix}.sampling", max_tokens=self.sampling.max_tokens)

@@ -4,6 +4,11 @@ A backend may send reports only to a loopback address (localhost, 127.0.0.0/8, :
 user lists in `rewrite.private_hosts` (exact names, `*.suffix` wildcards, IP addresses or CIDR
 ranges), unless `rewrite.allow_external: true` says the data use agreement allows more. Names are not
 resolved: a name is private only because the user said so, never because DNS said so today.
+
+`*.localhost` names (`llm.localhost`) are not taken as loopback: RFC 6761 asks resolvers to map them
+to loopback, but many (glibc's files/DNS lookup, corporate DNS) pass them on to a server that may
+answer with any address. Only the exact name `localhost` and loopback IPs pass without a listing; list
+`*.localhost` in `rewrite.private_hosts` to allow such names.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def host_of(url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+    if host == "localhost":  # *.localhost is not: see the module docstring
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -122,6 +122,7 @@ class ChatBackend:
         # The guard runs before a client exists: nothing can be sent anywhere it refuses.
         host = check_destination(url, allow_external=cfg.allow_external, private_hosts=cfg.private_hosts, param=param)
         self.url, self.host = url, host
+        self.address = _address(url, host)
         key = os.environ.get(env, "")
         if not key:
             if not (is_loopback(host) or is_listed(host, cfg.private_hosts)):
@@ -192,7 +193,7 @@ class ChatBackend:
         except openai.APITimeoutError:
             return _Attempt("transient", f"timeout after {self.cfg.timeout_s:g} s")
         except openai.APIConnectionError as e:
-            return _Attempt("transient", self._scrub(f"connection error: {e}"))
+            return _Attempt("transient", self._scrub(f"connection error: cannot reach {self.address} ({e})"))
         except openai.APIStatusError as e:
             code = e.status_code
             detail = self._scrub(_short(getattr(e, "message", "") or str(e)))
@@ -270,6 +271,19 @@ def _retry_after(response: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _address(url: str, host: str) -> str:
+    """host:port of `url` ("127.0.0.1:8000"); the scheme's default port when none is given."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme or "https", 443)
+    except ValueError:
+        port = None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}" if port else shown
 
 
 def _short(text: str, n: int = 200) -> str:

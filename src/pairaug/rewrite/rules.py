@@ -1,56 +1,74 @@
 """The offline rewriter: the embedded default for the LLM, deterministic and free.
 
-It parses a report with the labeler (`find_mentions`, `label_report`) into a *state* — each
-mentioned label with its status and, where the text says, severity, side and lobe — edits the state
-for the task, and writes a new report from the state in the phantom's style (FINDINGS / IMPRESSION,
-the phantom's own sentence templates), at most `max_words` words:
+It edits the report's own text, sentence by sentence (`pairaug.data.report_text.split_report`), and
+keeps every sentence it does not need to change as written — devices and their positions, nodules,
+chronic and incidental findings, technique, comparison, de-identification tokens ("___"):
 
-- `inter`  a plausible different patient: flip one or two findings present ↔ absent, sometimes also
-           change another finding's severity or side (PairAug's "partially opposite meaning");
-- `intra`  the same patient later: progression, improvement, resolution or a new finding; side and
-           lobe of everything else kept;
-- `paraphrase` the same labels, reworded (other templates, other order, lists of negatives).
+- `inter`  a plausible different patient: one finding negated or asserted, sometimes a second one
+           negated, asserted, or given another severity or side (PairAug's "partially opposite meaning");
+- `intra`  the same patient later: one finding progresses, improves, resolves or is new, said with the
+           temporal language of a change ("Interval increase in ...", "New ...", "... has resolved");
+- `paraphrase` the same findings in other words and order: synonyms, sentence forms, negatives merged
+           into lists, finding sentences first; every finding kept, including those outside the labels.
 
-Every sentence, and then the whole report, is parsed back with the labeler and redrawn until it
-says exactly the labels intended, so the output's labels are the ones the rewriter meant. Reports in
-other wording (MIMIC, OpenI) degrade gracefully: labels the phantom cannot draw, or findings whose
-severity or side the source does not state, are written with plain generic sentences.
+An edit touches every sentence that states the finding: a sentence that states only that finding is
+replaced by a new statement; in a sentence that also states others only the finding's clause goes;
+negative statements and "normal study" sentences that a new finding would contradict go too. New
+statements use the phantom's templates where they fit (`report_text`), else plain generic sentences.
+Each edited sentence is checked with the sentence-level labeler (the other labels of a sentence must
+read as before), and the whole rewrite for contradictions between kept and edited sentences; an edit
+that fails either check is replaced by the next candidate. Outputs fit `max_words` by dropping the
+least informative sentences first ("normal study" sentences, context, negative statements,
+then findings stated twice), never
+an edited one. When no candidate edit passes, the report is returned with the reason in `edits`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pairaug.data.labeler import (
-    NEGATIVE,
-    PATHOLOGIES,
-    POSITIVE,
-    UNCERTAIN,
-    find_mentions,
-    label_report,
-    split_sentences,
-)
-from pairaug.data.phantom import (  # the phantom's own report templates, so rewrites read like the dataset
-    _HEART_NORMAL,
-    _NEG,
-    _NORMAL_IMPRESSION,
-    FINDINGS,
+from pairaug.data.labeler import NEGATIVE, PATHOLOGIES, POSITIVE, UNCERTAIN, find_mentions, label_report
+from pairaug.data.phantom import FINDINGS
+from pairaug.data.report_text import (
+    CONTEXT_SECTIONS,
+    HEART_NORMAL,
+    NEGATIVE_SENTENCES,
+    NORMAL_IMPRESSIONS,
+    TEMPORAL,
     Finding,
+    Section,
     finding_sentence,
+    global_normal_scope,
     impression_phrase,
+    join_report,
+    nonlabel_findings,
+    split_report,
 )
 from pairaug.data.schema import LABELS
 from pairaug.io import seed_from
 
-MODEL = "rules-v1"
+MODEL = "rules-v2"
 SEVERITY_ORDER = ("mild", "moderate", "large")
+PRESENT = (POSITIVE, UNCERTAIN)
 _MENTIONABLE = tuple(label for label in LABELS if label != "No Finding")
+# Labels an edit may negate, assert or change. Devices, nodules, fractures and pleural thickening are
+# kept as written: a rewrite that drops a PICC or a nodule says something no one can check.
+EDITABLE = ("Cardiomegaly", "Enlarged Cardiomediastinum", "Lung Opacity", "Edema", "Consolidation", "Pneumonia",
+            "Atelectasis", "Pneumothorax", "Pleural Effusion")
+# Labels a clause may state together with the edited one and go with it ("opacity, likely atelectasis").
+_FAMILY = {
+    "Lung Opacity": {"Consolidation", "Pneumonia", "Atelectasis", "Edema"},
+    "Consolidation": {"Lung Opacity", "Pneumonia"},
+    "Pneumonia": {"Lung Opacity", "Consolidation"},
+    "Atelectasis": {"Lung Opacity"},
+    "Edema": {"Lung Opacity"},
+    "Cardiomegaly": {"Enlarged Cardiomediastinum"},
+    "Enlarged Cardiomediastinum": {"Cardiomegaly"},
+}
 
-# Words that set a finding's severity (the phantom's own words included: patchy/focal/dense for
-# consolidation, minimal/plate-like/extensive for atelectasis).
 _SEV_WORDS = {
     "mild": r"trace|tiny|small|mild|mildly|minimal|minimally|slight|slightly|subtle|patchy",
     "moderate": r"moderate|moderately|focal|plate-?like",
@@ -59,12 +77,21 @@ _SEV_WORDS = {
 _SEV = [(sev, re.compile(rf"\b(?:{words})\b")) for sev, words in _SEV_WORDS.items()]
 _SIDE = re.compile(r"\b(left|right|bilateral|bibasilar|bibasal|both)\b")
 _LOBE = re.compile(r"\b(upper|middle|lower)\s+lobes?\b")
-_CLAUSE_BREAK = re.compile(r",|;|\band\b|\bwith\b|\bbut\b|\.")
+# Clause boundaries inside a sentence: list commas, semicolons, and / or / with / nor.
+_CLAUSE_SEP = re.compile(r"\s*[,;]\s+(?:(?:and|or|with|but|nor)\s+)?|\s+(?:and|or|with|nor|plus)\s+")
+# A clause that only qualifies the one before it ("..., concerning for pneumonia").
+_QUALIFIER = re.compile(r"^(?:which |that )?(?:is |are |may |might |could )?(?:likely|probably|possibly|"
+                        r"concerning|suspicious|suggest\w*|compatible|consistent|representing|represent\w*|"
+                        r"reflecting|reflect\w*|due to|related to|in keeping|worrisome|possibly|may|could|"
+                        r"unchanged|stable|new|increased|decreased|improved|worsened|persistent|since|from|"
+                        r"compared|as before|again|(?:a )?(?:visible )?pleural line)\b")
+_NP_MODIFIER = set(
+    ["a", "an", "the", "small", "tiny", "trace", "mild", "mildly", "minimal", "moderate", "moderately", "large", "severe", "severely", "marked", "markedly", "massive", "extensive", "substantial", "patchy", "focal", "dense", "plate-like", "platelike", "left", "right", "bilateral", "bibasilar", "bibasal", "basilar", "basal", "apical", "upper", "middle", "lower", "lobe", "lung", "pleural", "pulmonary", "interstitial", "perihilar", "airspace", "layering", "loculated", "subsegmental", "residual", "persistent", "stable", "unchanged", "new", "increased", "decreased", "worsening", "improving", "small-to-moderate", "moderate-to-large"])
 
 
 @dataclass(frozen=True)
 class Item:
-    """One mentioned label of a report: status 1 / 0 / -1 and what the text says about it."""
+    """One finding as a statement says it: label, status 1 / 0 / -1, and severity, side, lobe where known."""
 
     label: str
     status: int
@@ -73,65 +100,31 @@ class Item:
     lobe: str | None = None
 
 
-State = dict[str, Item]
-
-
 @dataclass(frozen=True)
 class RulesAnswer:
     text: str
-    intended: dict[str, int | None]
+    edits: tuple[str, ...] = ()  # what was changed, e.g. ("remove Pleural Effusion",); empty: nothing could be
 
 
-# ---------------------------------------------------------------- parsing
+def sentence_facts(text: str) -> dict[str, int]:
+    """The labels one sentence states (CheXpert aggregation inside the sentence), None-labels left out."""
+    return {k: v for k, v in label_report(text).items() if v is not None and k != "No Finding"}
 
 
-def parse_state(report: str) -> State:
-    """The labels of `report` (per the labeler) with severity, side and lobe where stated."""
-    labels = label_report(report)
-    sentences = [s.lower() for s in split_sentences(report)]
-    mentions = find_mentions(report)
-    state: State = {}
-    for label in _MENTIONABLE:
-        status = labels[label]
-        if status is None:
-            continue
-        sev = side = lobe = None
-        if status != NEGATIVE:
-            for m in mentions:
-                if m.label != label or m.status != status or m.sentence >= len(sentences):
-                    continue
-                s2, d2, l2 = _attributes(sentences[m.sentence], m.text)
-                sev, side, lobe = sev or s2, side or d2, lobe or l2
-        state[label] = Item(label, status, sev, side, lobe)
-    return state
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:] if text else text
 
 
-def _attributes(sentence: str, mention: str) -> tuple[str | None, str | None, str | None]:
-    """Severity, side and lobe stated in the clause around one mention."""
-    start = sentence.find(mention)
-    if start < 0:
-        return None, None, None
-    end = start + len(mention)
-    clause_start = 0
-    for b in _CLAUSE_BREAK.finditer(sentence, 0, start):
-        clause_start = b.end()
-    brk = _CLAUSE_BREAK.search(sentence, end)
-    window = sentence[clause_start : brk.start() if brk else len(sentence)]
-    sev = next((name for name, pat in _SEV if pat.search(window)), None)
-    side_m = _SIDE.search(window)
-    side = side_m.group(1) if side_m else None
-    if side in ("bibasilar", "bibasal", "both"):
-        side = "bilateral"
-    lobe_m = _LOBE.search(window)
-    return sev, side, lobe_m.group(1) if lobe_m else None
+def _lower_first(text: str) -> str:
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and (first.isupper() or any(ch.isdigit() for ch in first)):
+        return text  # an acronym or a measure ("PICC", "RUL", "1.5"): as written
+    return text[0].lower() + text[1:] if text else text
 
 
-def intended_labels(state: State) -> dict[str, int | None]:
-    """The 14 labels a report written from `state` must parse to."""
-    out: dict[str, int | None] = {label: (state[label].status if label in state else None) for label in LABELS}
-    sick = any(out[label] in (POSITIVE, UNCERTAIN) for label in PATHOLOGIES)
-    out["No Finding"] = 0 if sick else 1
-    return out
+def _choose(rng: np.random.Generator, options) -> str:
+    options = list(options)
+    return str(options[int(rng.integers(len(options)))])
 
 
 # ---------------------------------------------------------------- phantom findings
@@ -195,14 +188,14 @@ _NEG_NOUN = {
 _NEG_SENTENCES = {
     "Enlarged Cardiomediastinum": ("Cardiomediastinal silhouette is within normal limits.",
                                    "Normal cardiomediastinal contours."),
-    "Cardiomegaly": _HEART_NORMAL,
+    "Cardiomegaly": HEART_NORMAL,
     "Lung Opacity": ("No focal opacity.", "No focal airspace opacity."),
     "Lung Lesion": ("No pulmonary nodules.", "No pulmonary nodule or mass."),
     "Pneumonia": ("No evidence of pneumonia.", "No pneumonia."),
     "Pleural Other": ("No pleural thickening.",),
     "Fracture": ("No acute fracture.", "No displaced rib fracture."),
     "Support Devices": ("No support devices.",),
-    **_NEG,
+    **NEGATIVE_SENTENCES,
 }
 _POS_SPECIAL = {
     "Enlarged Cardiomediastinum": ("The cardiomediastinal silhouette is enlarged.", "Widened mediastinum."),
@@ -252,102 +245,7 @@ def _impression(item: Item) -> str:
     return f"possible {text}" if item.status == UNCERTAIN else text
 
 
-# ---------------------------------------------------------------- writing
-
-
-def _sentence_labels(text: str) -> dict[str, int]:
-    return {k: v for k, v in label_report(text).items() if v is not None and k != "No Finding"}
-
-
-def _choose(rng: np.random.Generator, options) -> str:
-    return str(options[int(rng.integers(len(options)))])
-
-
-def _say(item: Item, rng: np.random.Generator, tries: int = 6) -> str:
-    """One sentence stating exactly `item` (checked with the labeler), in the phantom's words if possible."""
-    want = {item.label: item.status}
-    finding = _as_finding(item)
-    generic = _generic_sentences(item)
-    for _ in range(tries):
-        text = finding_sentence(finding, rng) if finding is not None else _choose(rng, generic)
-        if _sentence_labels(text) == want:
-            return text
-    for text in generic:  # deterministic fallback
-        if _sentence_labels(text) == want:
-            return text
-    return generic[0]
-
-
-def _negative_list(items: list[Item]) -> str | None:
-    nouns = [_NEG_NOUN[i.label] for i in items]
-    text = "No " + (nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]) + "."
-    want = {i.label: NEGATIVE for i in items}
-    return text if _sentence_labels(text) == want else None
-
-
-def render(state: State, rng: np.random.Generator, *, compact: bool = False, impression: bool = True) -> str:
-    """A FINDINGS / IMPRESSION report stating `state` (not yet checked as a whole)."""
-    present = [state[k] for k in state if state[k].status != NEGATIVE]
-    present = [present[i] for i in rng.permutation(len(present))]
-    sentences = [_say(item, rng) for item in present]
-    for label in ("Cardiomegaly", "Enlarged Cardiomediastinum"):
-        item = state.get(label)
-        if item is not None and item.status == NEGATIVE:
-            pos = int(rng.integers(0, 2)) if sentences else 0
-            sentences.insert(min(pos, len(sentences)), _say(item, rng))
-    negatives = [state[k] for k in state if state[k].status == NEGATIVE
-                 and k not in ("Cardiomegaly", "Enlarged Cardiomediastinum")]
-    negatives = [negatives[i] for i in rng.permutation(len(negatives))]
-    listable = [i for i in negatives if i.label in _NEG_NOUN]
-    listed = None
-    if len(listable) >= 2 and (compact or rng.random() < 0.4):
-        listed = _negative_list(listable)
-    if listed is not None:
-        sentences.append(listed)
-        sentences += [_say(i, rng) for i in negatives if i.label not in _NEG_NOUN]
-    else:
-        sentences += [_say(i, rng) for i in negatives]
-    if not present and (not sentences or (not compact and rng.random() < 0.7)):
-        sentences.append(_choose(rng, ("The lungs are clear.", "Lungs are well expanded and clear.")))
-    text = "FINDINGS: " + " ".join(sentences)
-    if not impression:
-        return text
-    shown = [i for i in present if i.label != "Support Devices"]
-    if shown:
-        # Hedged findings last: "possible" would otherwise reach the findings listed after it.
-        shown.sort(key=lambda i: i.status == UNCERTAIN)
-        phrases = [_impression(i) for i in shown]
-        joined = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-        imp = _cap(joined) + "."
-    else:
-        imp = _choose(rng, _NORMAL_IMPRESSION)
-    return f"{text} IMPRESSION: {imp}"
-
-
-def write(state: State, rng: np.random.Generator, max_words: int, avoid: str | None = None) -> str:
-    """A report that parses back to `intended_labels(state)` in at most `max_words` words (if possible)."""
-    want = intended_labels(state)
-    fallback = None
-    attempts = [dict(compact=False)] * 5 + [dict(compact=True)] * 3 + [dict(compact=True, impression=False)] * 2
-    for kwargs in attempts:
-        text = render(state, rng, **kwargs)
-        if len(text.split()) > max_words or label_report(text) != want:
-            continue
-        if avoid is not None and _norm(text) == _norm(avoid):
-            fallback = fallback or text
-            continue
-        return text
-    return fallback or render(state, rng, compact=True, impression=False)
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-# ---------------------------------------------------------------- task edits
-
-
-def _sample_item(label: str, rng: np.random.Generator, state: State, hedge_p: float = 0.1) -> Item:
+def _sample_item(label: str, rng: np.random.Generator, state: dict[str, Item], hedge_p: float = 0.1) -> Item:
     """A new finding, drawn the way the phantom draws them."""
     sev = _choose(rng, SEVERITY_ORDER) if rng.random() < 0.8 else "mild"
     side = lobe = None
@@ -383,93 +281,622 @@ def _alter(item: Item, rng: np.random.Generator) -> Item:
     return replace(item, side="left" if item.side == "right" else "right")
 
 
-def _remove(state: State, label: str) -> None:
-    state[label] = Item(label, NEGATIVE)
-    pneumonia = state.get("Pneumonia")
-    if label == "Consolidation" and pneumonia is not None and pneumonia.status != NEGATIVE:
-        del state["Pneumonia"]  # "consolidation, concerning for pneumonia" goes with the consolidation
+
+# ---------------------------------------------------------------- clauses of one sentence
 
 
-def _present(state: State) -> list[str]:
-    return [k for k in state if state[k].status != NEGATIVE]
+def _split_end(sentence: str) -> tuple[str, str]:
+    text = sentence.rstrip()
+    end = ""
+    while text and text[-1] in ".!?":
+        end, text = text[-1] + end, text[:-1]
+    return text.rstrip(), end or "."
 
 
-def edit_inter(state: State, rng: np.random.Generator) -> State:
-    """A plausible different patient: one or two findings flipped present ↔ absent, maybe one altered."""
-    new = dict(state)
-    present = _present(new)
-    absent = [f for f in FINDINGS if f not in present]
-    if present and (not absent or rng.random() < 0.6):
-        _remove(new, _choose(rng, present))
-    else:
-        label = _choose(rng, absent)
-        new[label] = _sample_item(label, rng, new)
-    if rng.random() < 0.45:
-        # A second edit, never undoing the first one.
-        untouched = [k for k in FINDINGS if new.get(k) == state.get(k)]
-        present = [k for k in _present(new) if new.get(k) == state.get(k)]
-        absent = [k for k in untouched if k not in present]
-        alterable = [k for k in present if new[k].severity is not None]
-        ops = (["remove"] if present else []) + (["add"] if absent else []) \
-            + (["alter"] if alterable else [])
-        op = _choose(rng, ops) if ops else None
-        if op == "remove":
-            _remove(new, _choose(rng, present))
-        elif op == "add":
-            label = _choose(rng, absent)
-            new[label] = _sample_item(label, rng, new)
-        elif op == "alter":
-            label = _choose(rng, alterable)
-            new[label] = _alter(new[label], rng)
-    return new
+def _clauses(core: str) -> list[tuple[str, int, int]]:
+    """(separator before, start, end) of each clause of `core` (a sentence without its final stop)."""
+    out, pos, sep = [], 0, ""
+    for m in _CLAUSE_SEP.finditer(core):
+        out.append((sep, pos, m.start()))
+        sep, pos = m.group(0), m.end()
+    out.append((sep, pos, len(core)))
+    return out
 
 
-def edit_intra(state: State, rng: np.random.Generator) -> State:
-    """The same patient later: progression, improvement, resolution or a new finding; the rest kept."""
-    new = dict(state)
-    touched: set[str] = set()  # a second change never undoes the first
-    for _ in range(1 if rng.random() < 0.7 else 2):
-        present = [k for k in _present(new) if k not in touched]
-        graded = [k for k in present if k in FINDINGS and new[k].severity is not None]
-        worse = [k for k in graded if new[k].severity != "large" or new[k].status == UNCERTAIN]
-        better = [k for k in graded if new[k].severity != "mild"]
-        resolvable = [k for k in present if k != "Cardiomegaly"]  # a big heart does not resolve in days
-        absent = [f for f in FINDINGS if f not in _present(new) and f not in touched and f != "Cardiomegaly"]
-        ops = (["progression"] * bool(worse) + ["improvement"] * bool(better) + ["resolution"] * 2 * bool(resolvable)
-               + ["new"] * 2 * bool(absent))
-        if not ops:
-            break
-        op = _choose(rng, ops)
-        if op == "progression":
-            label = _choose(rng, worse)
-            item = new[label]
-            sev = item.severity if item.status == UNCERTAIN else SEVERITY_ORDER[SEVERITY_ORDER.index(item.severity) + 1]
-            new[label] = replace(item, severity=sev, status=POSITIVE)
-        elif op == "improvement":
-            label = _choose(rng, better)
-            item = new[label]
-            new[label] = replace(item, severity=SEVERITY_ORDER[SEVERITY_ORDER.index(item.severity) - 1])
-        elif op == "resolution":
-            label = _choose(rng, resolvable)
-            _remove(new, label)
+def _mentions(core: str):
+    return [m for m in find_mentions(core) if m.sentence == 0 and m.start >= 0]
+
+
+def _np_start(core: str, start: int) -> int:
+    """Where the noun phrase of a mention at `start` begins (severity, side and location words included)."""
+    pos = start
+    while True:
+        m = re.search(r"(\S+)\s+$", core[:pos])
+        if m is None or m.group(1).lower().strip(",") not in _NP_MODIFIER:
+            return pos
+        pos = m.start()
+
+
+def remove_labels(sentence: str, labels: set[str]) -> tuple[str | None, bool]:
+    """`sentence` without the clauses stating `labels` (None: nothing left), and whether that is safe.
+
+    Safe means the rest still says what it said about every other label and keeps every finding
+    outside the labels; a qualifier clause ("concerning for pneumonia") goes with its finding.
+    """
+    core, end = _split_end(sentence)
+    mentions = _mentions(core)
+    clauses = _clauses(core)
+    hit = {i for i, (_, s, e) in enumerate(clauses) if any(m.label in labels and s <= m.start < e for m in mentions)}
+    if not hit:
+        return sentence, True
+    for i in sorted(hit):
+        j = i + 1
+        while j < len(clauses) and j not in hit and _QUALIFIER.match(core[clauses[j][1]:clauses[j][2]].lower()):
+            hit.add(j)
+            j += 1
+    removed_labels = {m.label for m in mentions if any(s <= m.start < e for k, (_, s, e) in enumerate(clauses)
+                                                       if k in hit)}
+    allowed = set(labels).union(*(_FAMILY.get(label, set()) for label in labels))
+    stray = {m.label for m in mentions if m.label in removed_labels - allowed and m.status != UNCERTAIN
+             and any(s <= m.start < e for k, (_, s, e) in enumerate(clauses) if k in hit)}
+    if stray:
+        return sentence, False  # the clause also states another finding: removing it would lose that one
+    keep = [i for i in range(len(clauses)) if i not in hit]
+    keep = [i for i in keep if _has_content(core[clauses[i][1]:clauses[i][2]], mentions, clauses[i])]
+    if not keep:
+        return None, not (nonlabel_findings(sentence) - set())
+    parts: list[str] = []
+    for n, i in enumerate(keep):
+        sep, s, e = clauses[i]
+        text = core[s:e]
+        if n == 0:
+            if 0 in hit and i != 0:
+                first = min(hit)
+                m0 = min((m.start for m in mentions if m.label in labels and clauses[first][1] <= m.start
+                          < clauses[first][2]), default=clauses[first][1])
+                lead = core[clauses[first][1]:_np_start(core, m0)]
+                text = lead + _lower_first(text) if lead.strip() else text
+            parts.append(text)
         else:
-            label = _choose(rng, absent)
-            new[label] = _sample_item(label, rng, new, hedge_p=0.0)
-        touched.add(label)
-    return new
+            if keep[n - 1] != i - 1 and i - 1 in hit and sep.strip(" ,;") == "" and \
+                    clauses[i - 1][0].strip(" ,;") in ("or", "and", "nor"):
+                sep = clauses[i - 1][0]  # "A, B or C" without B: "A or C"
+            parts.append(sep + text)
+    last = len(clauses) - 1
+    if last in hit and len(keep) > 1 and clauses[last][0].strip(" ,;") in ("or", "and", "nor") \
+            and parts[-1].startswith(", "):
+        parts[-1] = clauses[last][0] + parts[-1][2:]  # "A, B or C" without C: "A or B"
+    out = _cap(re.sub(r"^(?:and|or|with|but|nor)\s+", "", "".join(parts).strip(" ,;"))) + end
+    ok = _same_except(sentence, out, removed_labels)
+    if not ok and _negative_only(sentence, removed_labels):
+        alt = "No " + _lower_first(re.sub(r"^(?:no|there is no|there are no)\s+", "", out, flags=re.I))
+        if _same_except(sentence, alt, removed_labels):
+            return alt, True
+    return out, ok
 
 
-def edit(state: State, task: str, rng: np.random.Generator) -> State:
-    if task == "inter":
-        return edit_inter(state, rng)
-    if task == "intra":
-        return edit_intra(state, rng)
-    if task == "paraphrase":
-        return dict(state)
-    raise ValueError(f"unknown task {task!r}")
+def _has_content(text: str, mentions, clause) -> bool:
+    _, s, e = clause
+    if any(s <= m.start < e for m in mentions) or nonlabel_findings(text) or global_normal_scope(text):
+        return True
+    return len(text.split()) > 3 and not TEMPORAL.fullmatch(text.strip())
 
 
-# ---------------------------------------------------------------- the backend
+def _negative_only(sentence: str, removed: set[str]) -> bool:
+    facts = {k: v for k, v in sentence_facts(sentence).items() if k not in removed}
+    return bool(facts) and all(v == NEGATIVE for v in facts.values())
+
+
+def _same_except(before: str, after: str, removed: set[str]) -> bool:
+    a = {k: v for k, v in sentence_facts(before).items() if k not in removed}
+    b = {k: v for k, v in sentence_facts(after).items() if k not in removed}
+    return a == b and nonlabel_findings(before) <= nonlabel_findings(after) and \
+        set(sentence_facts(after)) <= set(sentence_facts(before)) - removed | set(a)
+
+
+def _attributes(sentence: str, label: str) -> tuple[str | None, str | None, str | None]:
+    """Severity, side and lobe the sentence states for `label` (in the clause of its first mention)."""
+    core, _ = _split_end(sentence)
+    low = core.lower()
+    for m in _mentions(core):
+        if m.label != label or m.status == NEGATIVE:
+            continue
+        for _, s, e in _clauses(core):
+            if s <= m.start < e:
+                window = low[s:e]
+                sev = next((name for name, pat in _SEV if pat.search(window)), None)
+                side_m = _SIDE.search(window)
+                side = side_m.group(1) if side_m else None
+                if side in ("bibasilar", "bibasal", "both"):
+                    side = "bilateral"
+                lobe_m = _LOBE.search(window)
+                return sev, side, lobe_m.group(1) if lobe_m else None
+    return None, None, None
+
+
+# ---------------------------------------------------------------- the draft being edited
+
+
+@dataclass
+class Line:
+    text: str
+    original: bool = True  # as written in the source
+    statement: bool = False  # a new statement of an edit: never dropped
+
+
+@dataclass
+class Draft:
+    headers: list[str]
+    names: list[str]
+    lines: list[list[Line]]
+    edits: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, report: str) -> Draft:
+        sections = split_report(report)
+        return cls([s.header for s in sections], [s.name for s in sections],
+                   [[Line(t) for t in s.sentences] for s in sections])
+
+    def copy(self) -> Draft:
+        return Draft(list(self.headers), list(self.names), [[replace(x) for x in sec] for sec in self.lines],
+                     list(self.edits))
+
+    def text(self) -> str:
+        return join_report([Section(h, [x.text for x in sec]) for h, sec in zip(self.headers, self.lines)])
+
+    def words(self) -> int:
+        return len(self.text().split())
+
+    def all(self) -> list[tuple[int, int, Line]]:
+        return [(si, li, x) for si, sec in enumerate(self.lines) for li, x in enumerate(sec)]
+
+    def main_section(self) -> int:
+        """Where new findings are stated: FINDINGS, else the first section that is not context."""
+        if "FINDINGS" in self.names:
+            return self.names.index("FINDINGS")
+        for i, name in enumerate(self.names):
+            if name not in CONTEXT_SECTIONS and name not in ("IMPRESSION", "IMPRESSIONS", "CONCLUSION"):
+                return i
+        for i, name in enumerate(self.names):
+            if name not in CONTEXT_SECTIONS:
+                return i
+        if not self.names:
+            self.headers, self.names, self.lines = [""], [""], [[]]
+        return len(self.names) - 1
+
+    def impression(self) -> int | None:
+        for i, name in enumerate(self.names):
+            if name in ("IMPRESSION", "IMPRESSIONS", "CONCLUSION", "CONCLUSIONS") and i != self.main_section():
+                return i
+        return None
+
+    def labels(self) -> dict[str, int | None]:
+        return label_report(self.text())
+
+
+# ---------------------------------------------------------------- statements
+
+
+_NOUN_SIDE_LABELS = ("Pleural Effusion", "Pneumothorax", "Atelectasis", "Consolidation", "Lung Opacity")
+
+
+def _noun_side(item: Item) -> str:
+    """"left pleural effusion": the finding without its severity."""
+    return _core(replace(item, severity=None))
+
+
+def _sev_word(item: Item) -> str:
+    return _GENERIC_SEV.get(item.label, {}).get(item.severity or "", "") or (item.severity or "")
+
+
+def _checked(options: list[str], want: dict[str, int], rng: np.random.Generator) -> str | None:
+    options = [options[i] for i in rng.permutation(len(options))]
+    return next((t for t in options if sentence_facts(t) == want), None)
+
+
+def statement(kind: str, item: Item, rng: np.random.Generator) -> str | None:
+    """One new sentence saying `item` the way an edit of `kind` does (checked with the labeler)."""
+    want = {item.label: item.status}
+    the = _noun_side(item)
+    if kind == "negate":
+        return _checked(list(_NEG_SENTENCES[item.label]), want, rng) or _checked(_generic_sentences(item), want, rng)
+    if kind == "resolve":
+        return _checked([f"Interval resolution of the {the}.", f"The previously seen {the} has resolved.",
+                         f"Resolved {the}."], {item.label: NEGATIVE}, rng)
+    if kind == "progress":
+        return _checked([f"Interval increase in the {the}, now {_sev_word(item)}.", f"Worsening {_core(item)}.",
+                         f"Increased {_core(item)} since the prior study."], want, rng)
+    if kind == "improve":
+        return _checked([f"Interval decrease in the {the}, now {_sev_word(item)}.", f"Improving {_core(item)}.",
+                         f"Decreased {_core(item)} since the prior study."], want, rng)
+    if kind == "new":
+        return _checked([f"New {_core(item)}.", f"Interval development of {_core(item)}."], want, rng)
+    # assert / alter: the phantom's words where they fit
+    finding = _as_finding(item)
+    for _ in range(4 if finding is not None else 0):
+        text = finding_sentence(finding, rng)
+        if sentence_facts(text) == want:
+            return text
+    return _checked(_generic_sentences(item), want, rng)
+
+
+def impression_text(kind: str, item: Item) -> str | None:
+    if kind in ("negate", "resolve"):
+        return f"interval resolution of the {_noun_side(item)}" if kind == "resolve" else None
+    phrase = _impression(item)
+    return {"progress": f"worsening {phrase}", "improve": f"improving {phrase}", "new": f"new {phrase}"}.get(kind, phrase)
+
+
+# ---------------------------------------------------------------- one edit
+
+
+def apply_edit(draft: Draft, kind: str, item: Item, rng: np.random.Generator) -> Draft | None:
+    """`draft` with one edit of `item.label` applied, or None when it cannot be done cleanly."""
+    label = item.label
+    # A pneumonia goes with the consolidation or opacity that shows it.
+    labels = {label, "Pneumonia"} if kind in ("negate", "resolve") and label in ("Consolidation", "Lung Opacity") \
+        else {label}
+    d = draft.copy()
+    text = statement(kind, item, rng)
+    if text is None:
+        return None
+    positive_now = kind not in ("negate", "resolve")
+    # Sentences to edit: those stating the label (present, or also absent when the edit asserts it).
+    targets = []
+    for si, li, line in d.all():
+        facts = sentence_facts(line.text)
+        status = facts.get(label)
+        if status is None and labels != {label} and facts.get("Pneumonia") in PRESENT:
+            status = facts["Pneumonia"]
+        if status in PRESENT or (status == NEGATIVE and positive_now) or positive_now and label in global_normal_scope(line.text) and not line.statement:
+            targets.append((si, li))
+    main, imp = d.main_section(), d.impression()
+    placed = False
+    emptied_imp: int | None = None
+    imp_carrier: int | None = None
+    new_sections = [list(sec) for sec in d.lines]
+    # Process from the end so indices stay valid.
+    order = sorted(targets, key=lambda t: (t[0] != main, t[0], t[1]))
+    primary = order[0] if order and order[0][0] == main else None
+    for si, li in sorted(targets, reverse=True):
+        line = d.lines[si][li]
+        if label in global_normal_scope(line.text) and sentence_facts(line.text).get(label) is None:
+            rest = None  # "No acute cardiopulmonary process." goes when a finding is asserted
+        else:
+            rest, ok = remove_labels(line.text, labels)
+            if not ok:
+                return None
+        if (si, li) == primary:
+            new_line = Line(text, original=False, statement=True)
+            if rest is None:
+                new_sections[si][li] = new_line
+            else:
+                new_sections[si][li] = Line(rest, original=False)
+                new_sections[si].insert(li + 1, new_line)
+            placed = True
+            continue
+        if rest is None:
+            del new_sections[si][li]
+            if si == imp:
+                emptied_imp = li if emptied_imp is None else min(emptied_imp, li)
+        else:
+            new_sections[si][li] = Line(rest, original=rest == line.text)
+            if si == imp and sentence_facts(line.text).get(label) in PRESENT:
+                imp_carrier = li
+    d.lines = new_sections
+    if not placed:
+        sec = d.lines[main]
+        last = max((i for i, x in enumerate(sec) if any(v in PRESENT for v in sentence_facts(x.text).values())),
+                   default=-1)
+        sec.insert(last + 1, Line(text, original=False, statement=True))
+    phrase = impression_text(kind, item)
+    if imp is not None and phrase:
+        sec = d.lines[imp]
+        if imp_carrier is not None and imp_carrier < len(sec):
+            carrier = sec[imp_carrier]
+            core, end = _split_end(carrier.text)
+            joined = f"{core} and {phrase}{end}" if " and " not in core else f"{core.replace(' and ', ', ')} and {phrase}{end}"
+            if _same_except(carrier.text, joined, {label}):
+                sec[imp_carrier] = Line(joined, original=False, statement=True)
+            else:
+                sec.insert(imp_carrier + 1, Line(_cap(phrase) + ".", original=False, statement=True))
+        elif emptied_imp is not None or (positive_now and kind != "alter"):
+            at = emptied_imp if emptied_imp is not None else len(sec)
+            sec.insert(min(at, len(sec)), Line(_cap(phrase) + ".", original=False, statement=True))
+    if imp is not None and not d.lines[imp] and draft.lines[imp]:
+        present = [k for k, v in d.labels().items() if k in PATHOLOGIES and v in PRESENT]
+        if not present:
+            d.lines[imp] = [Line(_choose(rng, NORMAL_IMPRESSIONS), original=False)]
+    d.edits.append(f"{kind} {label}")
+    return d if not contradictions(d) else None
+
+
+def contradictions(d: Draft) -> list[str]:
+    """Labels that a kept sentence and an edited one state both present and absent."""
+    kept: dict[str, set[int]] = {}
+    edited: dict[str, set[int]] = {}
+    kept_normal: set[str] = set()
+    for _, _, line in d.all():
+        facts = sentence_facts(line.text)
+        bucket = kept if line.original else edited
+        for k, v in facts.items():
+            bucket.setdefault(k, set()).add(1 if v in PRESENT else 0)
+        if line.original:
+            kept_normal |= global_normal_scope(line.text)
+    out = []
+    for label, states in edited.items():
+        other = kept.get(label, set())
+        if (1 in states and 0 in other) or (0 in states and 1 in other) or (1 in states and label in kept_normal):
+            out.append(label)
+    return out
+
+
+# ---------------------------------------------------------------- fitting max_words
+
+
+def _drop_rank(d: Draft, si: int, line: Line) -> int | None:
+    """Which sentences go first when a rewrite is too long (None: never).
+
+    0 "normal study" sentences that state no label, 1 context (technique, comparison, history), 2
+    negative statements of a label, 3 findings stated again elsewhere (an impression repeating them).
+    """
+    if line.statement:
+        return None
+    facts = sentence_facts(line.text)
+    terms = nonlabel_findings(line.text)
+    present = {k for k, v in facts.items() if v in PRESENT}
+    if "Support Devices" in facts:
+        present.add("Support Devices")  # a device and its position, or its removal, is a finding to keep
+    if not present and not terms:
+        if not facts:
+            return 0 if global_normal_scope(line.text) and d.names[si] not in CONTEXT_SECTIONS else 1
+        return 2
+    others = [x for _, _, x in d.all() if x is not line]
+    stated = {}
+    for x in others:
+        for k, v in sentence_facts(x.text).items():
+            if v in PRESENT:
+                stated[k] = v
+    other_terms = set().union(*(nonlabel_findings(x.text) for x in others)) if others else set()
+    if all(stated.get(k) == facts.get(k) for k in present) and terms <= other_terms:
+        return 3
+    return None
+
+
+def fit_words(d: Draft, max_words: int) -> Draft:
+    """Drop the least informative sentences, latest first, until the report has at most `max_words` words."""
+    while d.words() > max_words:
+        best = None
+        for si, li, line in d.all():
+            rank = _drop_rank(d, si, line)
+            if rank is not None and (best is None or (rank, -si, -li) <= (best[0], -best[1], -best[2])):
+                best = (rank, si, li)
+        if best is None:
+            break  # only findings and edits left: the stage cuts at a sentence boundary and counts it
+        del d.lines[best[1]][best[2]]
+    return d
+
+
+# ---------------------------------------------------------------- the three tasks
+
+
+def present_items(d: Draft) -> dict[str, Item]:
+    """Each editable label the draft states present, with its attributes from the first sentence saying so."""
+    out: dict[str, Item] = {}
+    labels = d.labels()
+    for label in EDITABLE:
+        status = labels.get(label)
+        if status not in PRESENT:
+            continue
+        sev = side = lobe = None
+        for _, _, line in d.all():
+            if sentence_facts(line.text).get(label) in PRESENT:
+                sev, side, lobe = _attributes(line.text, label)
+                break
+        out[label] = Item(label, status, sev, side, lobe)
+    return out
+
+
+def _candidates_inter(d: Draft, rng: np.random.Generator) -> list[tuple[str, Item]]:
+    present = present_items(d)
+    labels = d.labels()
+    removals = [("negate", Item(k, NEGATIVE)) for k in present]
+    additions = [("assert", _sample_item(k, rng, {})) for k in FINDINGS if labels.get(k) not in PRESENT]
+    removals = [removals[i] for i in rng.permutation(len(removals))]
+    additions = [additions[i] for i in rng.permutation(len(additions))]
+    return removals + additions if removals and rng.random() < 0.6 else additions + removals
+
+
+def _alterations(d: Draft, rng: np.random.Generator) -> list[tuple[str, Item]]:
+    out = []
+    for label, item in present_items(d).items():
+        if item.severity is not None and label in _GENERIC_SEV:
+            sev = _choose(rng, [s for s in SEVERITY_ORDER if s != item.severity])
+            out.append(("alter", replace(item, severity=sev, status=POSITIVE)))
+        if item.side in ("left", "right") and label in ("Pleural Effusion", "Atelectasis", "Pneumothorax"):
+            out.append(("alter", replace(item, side="left" if item.side == "right" else "right")))
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _candidates_intra(d: Draft, rng: np.random.Generator) -> list[tuple[str, Item]]:
+    present = present_items(d)
+    labels = d.labels()
+    ops: list[tuple[str, Item]] = []
+    for label, item in present.items():
+        graded = item.severity is not None and label in _GENERIC_SEV and label != "Cardiomegaly"
+        if graded and item.severity != "large":
+            sev = SEVERITY_ORDER[SEVERITY_ORDER.index(item.severity) + 1]
+            ops.append(("progress", replace(item, severity=sev, status=POSITIVE)))
+        if graded and item.severity != "mild":
+            ops.append(("improve", replace(item, severity=SEVERITY_ORDER[SEVERITY_ORDER.index(item.severity) - 1],
+                                           status=POSITIVE)))
+        if label != "Cardiomegaly":  # a big heart does not resolve between two films
+            ops += [("resolve", Item(label, NEGATIVE, side=item.side, lobe=item.lobe))] * 2
+    for label in FINDINGS:
+        if label != "Cardiomegaly" and labels.get(label) not in PRESENT:
+            item = _sample_item(label, rng, {}, hedge_p=0.0)
+            ops.append(("new", item))
+    return [ops[i] for i in rng.permutation(len(ops))]
+
+
+def _first_that_applies(d: Draft, ops, rng: np.random.Generator, skip: set[str], max_words: int) -> Draft | None:
+    """The first candidate edit that applies cleanly and still fits `max_words` (as far as the source does)."""
+    limit = max(max_words, fit_words(d.copy(), max_words).words())
+    for kind, item in ops:
+        if item.label in skip:
+            continue
+        out = apply_edit(d, kind, item, rng)
+        if out is not None and fit_words(out.copy(), max_words).words() <= limit:
+            return out
+    return None
+
+
+def rewrite_inter(d: Draft, rng: np.random.Generator, max_words: int) -> Draft:
+    out = _first_that_applies(d, _candidates_inter(d, rng), rng, set(), max_words)
+    if out is None:
+        return d
+    if rng.random() < 0.45:
+        done = {e.split(" ", 1)[1] for e in out.edits}
+        ops = _alterations(out, rng) if rng.random() < 0.5 else _candidates_inter(out, rng)
+        out = _first_that_applies(out, ops, rng, done, max_words) or out
+    return out
+
+
+def rewrite_intra(d: Draft, rng: np.random.Generator, max_words: int) -> Draft:
+    out = _first_that_applies(d, _candidates_intra(d, rng), rng, set(), max_words)
+    if out is None:
+        return d
+    if rng.random() < 0.3:
+        done = {e.split(" ", 1)[1] for e in out.edits}
+        out = _first_that_applies(out, _candidates_intra(out, rng), rng, done, max_words) or out
+    return out
+
+
+# ---------------------------------------------------------------- paraphrase
+
+_SYNONYMS = [(re.compile(rf"\b{a}\b", re.I), b) for a, b in [
+    ("unchanged", "stable"), ("stable", "unchanged"), ("again seen", "redemonstrated"),
+    ("redemonstrated", "again seen"), ("compared to", "compared with"), ("compared with", "compared to"),
+    ("prior study", "previous study"), ("previous study", "prior study"), ("prior exam", "previous exam"),
+    ("prior radiograph", "previous radiograph"), ("consistent with", "compatible with"),
+    ("compatible with", "consistent with"), ("no evidence of", "no"), ("is seen", "is noted"),
+    ("is noted", "is seen"), ("are seen", "are noted"), ("are noted", "are seen"), ("is identified", "is seen"),
+    ("demonstrates", "shows"), ("shows", "demonstrates"), ("within normal limits", "normal"),
+    ("status post", "after"), ("mildly", "slightly"), ("slightly", "mildly"), ("is present", "is seen"),
+    ("there is no", "no"), ("there are no", "no"), ("well expanded", "well inflated"),
+    ("well inflated", "well expanded"), ("visualized", "seen"), ("osseous structures", "bony structures"),
+    ("bony structures", "osseous structures"), ("appear", "are"), ("appears", "is"),
+]]
+_TEMPLATE_GROUPS = [
+    tuple(t for t in HEART_NORMAL if "mediastin" not in t),
+    *NEGATIVE_SENTENCES.values(),
+    NORMAL_IMPRESSIONS,
+    ("The lungs are clear.", "Lungs are clear.", "Clear lungs."),
+]
+_VERB = re.compile(r"\b(?:is|are|was|were|has|have|had|seen|noted|present|shows?|demonstrates?|appears?|remains?|"
+                   r"identified|no|not|without|may|might|could|represents?|likely|possibl\w*|suggest\w*|concerning|"
+                   r"consistent|compatible|cannot|question\w*)\b", re.I)
+_COUNT_NOUN = re.compile(r"(?:effusion|pneumothorax|nodule|opacity|mass|lesion|fracture|density|catheter|tube|line)$")
+
+
+def _signature(text: str) -> tuple:
+    mentions = frozenset((m.label, m.status, m.severity, m.side) for m in find_mentions(text))
+    return mentions, frozenset(nonlabel_findings(text)), global_normal_scope(text), \
+        frozenset(w.lower() for w in TEMPORAL.findall(text)) - {"stable", "unchanged"}
+
+
+def _rewordings(text: str) -> list[str]:
+    out = []
+    for group in _TEMPLATE_GROUPS:
+        if text in group:
+            out += [t for t in group if t != text]
+    for pattern, new in _SYNONYMS:
+        if pattern.search(text):
+            out.append(_cap(pattern.sub(new, text, count=1)))
+    core, end = _split_end(text)
+    m = re.match(r"^There (is|are) (?:a |an )?(?!no\b)(.+)$", core)
+    if m and "," not in core:
+        out.append(f"{_cap(m.group(2))} {m.group(1)} seen{end}")
+    mentions = _mentions(core)
+    ends_in_finding = any(m.end == len(core) for m in mentions) and all(m.status == POSITIVE for m in mentions)
+    if ends_in_finding and not _VERB.search(core) and not re.search(r",| and | with ", core) and len(core.split()) <= 8 \
+            and not core[:1].isdigit():
+        low = _lower_first(core)
+        if re.search(r"s$", core) and not re.search(r"(?:sis|thorax|us)$", core):
+            out.append(f"There are {low}{end}")
+        elif _COUNT_NOUN.search(core.lower()):
+            out.append(f"There is {'an' if low[:1] in 'aeiou' else 'a'} {low}{end}")
+        else:
+            out.append(f"There is {low}{end}")
+    m = re.match(r"^No ([a-z ]+) or ([a-z ]+)$", core)
+    if m:
+        out.append(f"No {m.group(2)} or {m.group(1)}{end}")
+    return [t for t in dict.fromkeys(out) if t != text]
+
+
+def _merge_negatives(sec: list[Line]) -> list[Line]:
+    """Adjacent "No X." sentences as one list: "No X or Y."."""
+    out: list[Line] = []
+    for line in sec:
+        prev = out[-1] if out else None
+        a = re.fullmatch(r"No ([a-z ]+)\.", prev.text) if prev is not None else None
+        b = re.fullmatch(r"No ([a-z ]+)\.", line.text)
+        if a and b and " or " not in prev.text and " or " not in line.text:
+            merged = f"No {a.group(1)} or {b.group(1)}."
+            if _signature(merged) == (_signature(prev.text)[0] | _signature(line.text)[0], frozenset(), frozenset(),
+                                      frozenset()):
+                out[-1] = Line(merged, original=False)
+                continue
+        out.append(line)
+    return out
+
+
+def _reword(out: Draft, rng: np.random.Generator, skip_p: float, shorter_only: bool = False) -> None:
+    for sec in out.lines:
+        for li, line in enumerate(sec):
+            options = _rewordings(line.text)
+            if shorter_only:
+                options = [o for o in options if len(o.split()) <= len(line.text.split())]
+            if not options or rng.random() < skip_p:
+                continue
+            want = _signature(line.text)
+            for i in rng.permutation(len(options)):
+                if _signature(options[i]) == want:
+                    sec[li] = Line(options[i], original=False)
+                    break
+
+
+def rewrite_paraphrase(d: Draft, rng: np.random.Generator, max_words: int | None = None) -> Draft:
+    out = d.copy()
+    _reword(out, rng, 0.25)
+    if max_words is not None and out.words() > max_words:
+        out = d.copy()  # a longer wording would push a finding out: only rewordings that are not longer
+        _reword(out, rng, 0.25, shorter_only=True)
+    for si in range(len(out.lines)):
+        if rng.random() < 0.6:
+            out.lines[si] = _merge_negatives(out.lines[si])
+        # Findings first, normal statements after, in sections that are not numbered lists.
+        sec = out.lines[si]
+        if out.names[si] not in CONTEXT_SECTIONS and not any(x.text[:1].isdigit() for x in sec) and len(sec) > 1:
+            groups: list[list[Line]] = []
+            for x in sec:  # a sentence that refers back stays with the one before it
+                if groups and re.match(r"^(?:this|these|it|they|otherwise|however|again|also|additionally)\b",
+                                       x.text, re.I):
+                    groups[-1].append(x)
+                else:
+                    groups.append([x])
+            finding = [g for g in groups if any(v in PRESENT for x in g for v in sentence_facts(x.text).values())
+                       or any(nonlabel_findings(x.text) for x in g)]
+            rest = [g for g in groups if g not in finding]
+            if rng.random() < 0.5:
+                rest = rest[::-1]
+            out.lines[si] = [x for g in finding + rest for x in g]
+    if out.text() == d.text():
+        _reword(out, rng, 0.0, shorter_only=max_words is not None and d.words() >= max_words)  # every sentence that can be reworded, rather than the report as it was
+    out.edits.append("paraphrase")
+    if out.text() == d.text():
+        out.edits = []
+    return out
 
 
 class RulesRewriter:
@@ -484,7 +911,14 @@ class RulesRewriter:
 
     def rewrite(self, task: str, report: str, source_id: str) -> RulesAnswer:
         rng = np.random.default_rng(seed_from("rewrite-rules", self.seed, source_id, task))
-        state = parse_state(report)
-        target = edit(state, task, rng)
-        text = write(target, rng, self.max_words, avoid=report if task == "paraphrase" else None)
-        return RulesAnswer(text, intended_labels(target))
+        draft = Draft.parse(report)
+        if task == "inter":
+            out = rewrite_inter(draft, rng, self.max_words)
+        elif task == "intra":
+            out = rewrite_intra(draft, rng, self.max_words)
+        elif task == "paraphrase":
+            out = rewrite_paraphrase(draft, rng, self.max_words)
+        else:
+            raise ValueError(f"unknown task {task!r}")
+        out = fit_words(out, self.max_words)
+        return RulesAnswer(out.text(), tuple(out.edits))

@@ -33,6 +33,7 @@ from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.llm import Answer, ChatBackend
 from pairaug.rewrite.prompts import Prompt, get_prompt
+from pairaug.rewrite.retention import Retention, compare, summarise
 from pairaug.rewrite.rules import RulesRewriter
 
 log = logging.getLogger("pairaug.rewrite")
@@ -67,6 +68,15 @@ def cache_path(cfg: RewriteConfig) -> Path:
     """The cache file; relative paths are taken from the repository root (DVC_ROOT under `dvc exp run`)."""
     p = Path(cfg.cache_path).expanduser()
     return p if p.is_absolute() else repo_root() / p
+
+
+def preview_cache_path(cfg: RewriteConfig) -> Path | None:
+    """The cache a preview uses: None outside a repository when the path is relative (no stray .cache/)."""
+    p = Path(cfg.cache_path).expanduser()
+    if p.is_absolute():
+        return p
+    root = repo_root()
+    return root / p if (root / "dvc.yaml").exists() else None
 
 
 _LABELER_SHA: str | None = None
@@ -116,9 +126,9 @@ class TaskStats:
     deduplicated: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    intent_matches: int | None = None
     reasons: Counter = field(default_factory=Counter)
     labels: dict = field(default_factory=dict)
+    retention: list[tuple[str, Retention]] = field(default_factory=list)  # per ok row, judged sentence by sentence
 
     def cost(self, cfg: RewriteConfig) -> float:
         return (self.prompt_tokens * cfg.price.prompt_per_1k + self.completion_tokens * cfg.price.completion_per_1k) / 1000
@@ -132,8 +142,9 @@ class TaskStats:
             "tokens": self.prompt_tokens + self.completion_tokens, "estimated_cost_usd": round(self.cost(cfg), 6),
             "failure_reasons": dict(self.reasons.most_common(5)), "labels": self.labels,
         }
-        if self.intent_matches is not None:
-            out["intent_match_share"] = _share(self.intent_matches, self.ok)
+        summary = summarise(self.retention)
+        out["intent_match_share"] = summary["intent_share"]
+        out["retention"] = summary
         return out
 
 
@@ -200,7 +211,7 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
 def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.DataFrame, seed: int,
                   progress: bool = True) -> tuple[pd.DataFrame, TaskStats]:
     prompt = get_prompt(task, cfg.prompt_overrides())
-    stats = TaskStats(task, rows=len(pairs), intent_matches=0)
+    stats = TaskStats(task, rows=len(pairs))
     rows, src_labels, new_labels = [], [], []
     for pair_id, report in tqdm(list(zip(pairs["pair_id"], pairs["report"])), desc=f"rewrite {task}", unit="report",
                                 disable=not progress, mininterval=0.5):
@@ -215,7 +226,7 @@ def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.Da
         labels = label_report(text)
         stats.ok += 1
         stats.truncated += truncated
-        stats.intent_matches += labels == answer.intended
+        stats.retention.append((pair_id, compare(report, text, task)))
         src_labels.append(label_report(report))
         new_labels.append(labels)
         rows.append(_row(pair_id, task, text, labels, "rules", rw.model, prompt, key, 0, 0, "ok", None, truncated))
@@ -267,6 +278,7 @@ def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.D
             stats.truncated += truncated
             src_labels.append(labels[report])
             new_labels.append(labels[text])
+            stats.retention.append((pair_id, compare(report, text, task)))
             rows.append(_row(pair_id, task, text, labels[text], backend.name, backend.model, prompt, key,
                              a.prompt_tokens, a.completion_tokens, "ok", None, truncated))
         else:
@@ -392,6 +404,8 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
     log.info("rewrite: done in %.1f s; %d requests, %d cache hits, %d failed, est. cost $%.4f",
              time.monotonic() - started, metrics["requests"], metrics["cache_hits"], metrics["failures"],
              metrics["estimated_cost_usd"])
+    if cfg.backend == "rules":
+        check_retention(cfg, task_stats)
     attempted = metrics["rows"] - metrics["skipped_short"]
     if attempted and metrics["failures"] / attempted > cfg.max_failed_fraction:
         reasons = Counter()
@@ -403,6 +417,28 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
             f"{cfg.max_failed_fraction}): {top}. Outputs list each failure with its reason in {out_dir}; answers "
             f"received are cached, so a rerun requests only the missing reports.")
     return metrics
+
+
+def check_retention(cfg: RewriteConfig, task_stats: dict[str, TaskStats]) -> None:
+    """Fail when the rules rewriter kept less of the source reports than `rewrite.min_retention`."""
+    low = []
+    for task, s in task_stats.items():
+        scores = [(pid, r.retention) for pid, r in s.retention if r.retention is not None]
+        if not scores:
+            continue
+        mean = sum(x for _, x in scores) / len(scores)
+        if mean < cfg.min_retention:
+            worst = sorted((x, pid) for pid, x in scores if x < cfg.min_retention)
+            names = ", ".join(f"{pid} ({x:.2f})" for x, pid in worst[:5]) + (f" and {len(worst) - 5} more"
+                                                                           if len(worst) > 5 else "")
+            low.append(f"{task}: mean retention {mean:.3f} < rewrite.min_retention = {cfg.min_retention}; "
+                       f"lowest reports: {names}")
+    if low:
+        raise PairaugError(
+            "rewrite: the rules backend kept too little of the source reports (" + "; ".join(low) + "). It edits "
+            "the sentences it can parse and keeps the rest; these reports are worded in ways it cannot edit "
+            "cleanly. Real data deserves an LLM backend (rewrite.backend: openai or azure, see the README's "
+            "rewrite section); lower rewrite.min_retention only to accept these rewrites as they are.")
 
 
 def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats]) -> dict:
@@ -446,7 +482,9 @@ def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache:
     else:
         key = cache_key(backend.name, backend.model, task, prompt.sha, backend.sampling(), report)
         out["cache_key"] = key
-        cache = ResponseCache(cache_path(cfg)) if use_cache else None
+        path = preview_cache_path(cfg) if use_cache else None
+        out["cache"] = str(path) if path is not None else None
+        cache = ResponseCache(path) if path is not None else None
         try:
             hit = cache.get(key) if cache is not None else None
             if hit is not None and (hit.status == "ok" or not cfg.retry_failed):
