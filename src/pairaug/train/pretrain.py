@@ -146,7 +146,7 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
     counts = pairs["branch"].value_counts()
     summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in counts.items()},
                      "empty_branches": sorted(set(cfg.mixes[mix]) - set(counts.index)), "seeds": {}}
-    real_images = images[torch.from_numpy((pairs["branch"] == "real").to_numpy())]
+    real_images = images[torch.tensor((pairs["branch"] == "real").to_numpy())]
     with atomic_path(out_dir) if ranks.is_main else nullcontext() as tmp:
         if tmp is not None:
             tmp.mkdir(parents=True)

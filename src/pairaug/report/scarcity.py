@@ -1,0 +1,121 @@
+"""The scarcity curve: the ablation at several target train sizes, one line per mix with its CI band.
+
+`pairaug curve run --sizes 25 75 200 600` runs one DVC experiment per size (`dvc exp run --temp -S
+data.phantom.train_patients=N -n curve-N`: each in a temporary copy, the pool, scorer and generator
+restored from DVC's run cache), then reads each experiment's `metrics/ablation.json` and
+`metrics/data.json` from its git ref and writes `metrics/scarcity.json` (every point with its CIs),
+`metrics/scarcity_{zeroshot,probe_10}.json` (DVC plots: one row per size, one column per mix) and
+`metrics/scarcity.png` (zero-shot mean AUC and probe-10 % AUC against the number of real train pairs,
+bands = the bootstrap CIs).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from pairaug.errors import InputError
+from pairaug.io import atomic_path, write_json
+
+PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
+EXPERIMENT = "curve-{size}"
+
+
+def point(ablation: dict, data: dict) -> dict:
+    """One size of the curve: real train pairs, and per mix the two panels' estimate and CI."""
+    out = {"real_train_pairs": int(data["splits"]["train"]["pairs"]),
+           "train_patients": int(data["splits"]["train"]["patients"]), "mixes": {}}
+    for mix, row in ablation["table"].items():
+        out["mixes"][mix] = {"zeroshot": _estimate(row.get("zeroshot_mean")),
+                             "probe_10": _estimate((row.get("linear_probe") or {}).get("10%"))}
+    return out
+
+
+def _estimate(stat: dict | None) -> dict | None:
+    if not stat or stat.get("mean") is None:
+        return None
+    lo, hi = stat.get("ci_low", stat["mean"]), stat.get("ci_high", stat["mean"])
+    return {"mean": float(stat["mean"]), "ci_low": float(lo), "ci_high": float(hi)}
+
+
+def plot_rows(points: list[dict], panel: str = "zeroshot") -> list[dict]:
+    """Rows for `dvc plots show`: x = real train pairs, one column per mix."""
+    rows = []
+    for p in sorted(points, key=lambda p: p["real_train_pairs"]):
+        row = {"real_train_pairs": p["real_train_pairs"]}
+        for mix, panels in p["mixes"].items():
+            if panels.get(panel):
+                row[mix] = round(panels[panel]["mean"], 5)
+        rows.append(row)
+    return rows
+
+
+def curve_figure(points: list[dict], path: str | Path, reference: tuple[str, ...] = ("pool_real",)) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(points, key=lambda p: p["real_train_pairs"])
+    mixes = list(dict.fromkeys(m for p in points for m in p["mixes"]))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 4.2))
+    for ax, (panel, title) in zip(axes, PANELS):
+        for mix in mixes:
+            xs, est = zip(*[(p["real_train_pairs"], p["mixes"].get(mix, {}).get(panel)) for p in points])
+            keep = [i for i, e in enumerate(est) if e]
+            if not keep:
+                continue
+            x = [xs[i] for i in keep]
+            style = {"ls": ":", "color": "gray"} if mix in reference else {"lw": 2.2 if mix == "pairaug" else 1.3}
+            line, = ax.plot(x, [est[i]["mean"] for i in keep], marker="o", ms=3, label=mix, **style)
+            ax.fill_between(x, [est[i]["ci_low"] for i in keep], [est[i]["ci_high"] for i in keep],
+                            color=line.get_color(), alpha=0.12, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("real train pairs (target)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_curve(points: list[dict], out_dir: str | Path) -> None:
+    """`out_dir`/scarcity.json (every point with its CIs), scarcity_<panel>.json (DVC plots: a row per size,
+    a column per mix) and scarcity.png."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / "scarcity.json", {"points": sorted(points, key=lambda p: p["real_train_pairs"])})
+    for panel, _ in PANELS:
+        write_json(out_dir / f"scarcity_{panel}.json", plot_rows(points, panel))
+    curve_figure(points, out_dir / "scarcity.png")
+
+
+# ------------------------------------------------------------------------------ DVC experiments
+
+
+def run_experiment(size: int, root: Path, extra: list[str]) -> None:
+    """One size as a DVC experiment in a temporary copy (`dvc exp run --temp`)."""
+    cmd = ["dvc", "exp", "run", "--temp", "-n", EXPERIMENT.format(size=size),
+           "-S", f"data.phantom.train_patients={size}", *[a for s in extra for a in ("-S", s)]]
+    subprocess.run(cmd, cwd=root, check=True)
+
+
+def experiment_file(root: Path, size: int, rel: str) -> dict:
+    """A committed metrics file of the experiment `curve-<size>`, read from its git ref."""
+    name = EXPERIMENT.format(size=size)
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.split()
+    matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
+    if not matches:
+        raise InputError(f"no DVC experiment named {name!r} (run `pairaug curve run --sizes {size}`)", file=root)
+    shown = subprocess.run(["git", "show", f"{matches[-1]}:{rel}"], cwd=root, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise InputError(f"experiment {name!r} has no {rel}", file=root)
+    return json.loads(shown.stdout)
+
+
+def collect(root: Path, sizes: list[int]) -> list[dict]:
+    return [point(experiment_file(root, n, "metrics/ablation.json"), experiment_file(root, n, "metrics/data.json"))
+            for n in sizes]
