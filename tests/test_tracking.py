@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pairaug.audit import parse_model_ref, render
 from pairaug.errors import ParamError
 from pairaug.params import section
-from pairaug.tracking import (
-    TrackingConfig,
-    audit_pairs,
-    eval_metrics,
-    flatten,
-    not_fatal,
-    runs_url,
-    tracking_uri,
-)
+from pairaug.tracking.audit import parse_model_ref
+from pairaug.tracking.cli import render
+from pairaug.tracking.lineage import audit_pairs, flatten
+from pairaug.tracking.runs import eval_metrics, not_fatal
+from pairaug.tracking.store import TrackingConfig, tracking_uri
+from pairaug.tracking.ui import runs_url
 
 
 def test_tracking_uri_is_absolute_from_the_repo_root(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from conftest import run
 from mlflow import MlflowClient
 
 from pairaug.io import md5_file
-from pairaug.tracking import flatten
+from pairaug.tracking.lineage import flatten
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=test@pairaug", "-c", "user.name=test"]
