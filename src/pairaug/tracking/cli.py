@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 
 from pairaug.errors import InputError
-from pairaug.io import repo_root
+from pairaug.io import atomic_path, repo_root
 from pairaug.tracking import audit as auditing
 from pairaug.tracking.registry import delete_alias, model_versions, set_alias
 from pairaug.tracking.store import display_uri, load_config, tracking_uri
@@ -97,7 +96,8 @@ def _cmd_audit(args: argparse.Namespace) -> None:
 
 def _write(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text)
+        with atomic_path(output) as tmp:  # a failed write leaves the previous report whole
+            tmp.write_text(text)
     else:
         sys.stdout.write(text)
 
