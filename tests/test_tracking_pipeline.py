@@ -106,8 +106,11 @@ def test_the_registered_model_loads_as_a_pyfunc_and_embeds_text(tiny_repo, tmp_p
     emb = np.asarray(result["emb"])
     assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(emb[0], emb[1])  # the two reports embed differently
+    # The MLmodel file names where the pyfunc's "clip" artifact lies inside the model.
+    flavor = yaml.safe_load((Path(result["dir"]) / "MLmodel").read_text())["flavors"]["python_function"]
+    clip = Path(result["dir"]) / flavor["artifacts"]["clip"]["path"]
     seed_dir = tiny_repo / "models" / "vlp" / "pairaug" / f"seed-{version.tags['seed']}"
-    assert weights_sha256(Path(result["dir"]) / "artifacts" / "clip") == weights_sha256(seed_dir)
+    assert weights_sha256(clip) == weights_sha256(seed_dir)
 
 
 def test_temp_experiment_logs_into_the_repository_store(tiny_repo, tmp_path):
