@@ -10,7 +10,8 @@ from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
 from pairaug.io import write_json
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
-from pairaug.tracking import TrackingConfig, log_evaluate
+from pairaug.tracking.runs import log_evaluate
+from pairaug.tracking.store import TrackingConfig
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
-from pairaug.tracking import TrackingConfig, log_pretrain
+from pairaug.tracking.runs import log_pretrain
+from pairaug.tracking.store import TrackingConfig
 from pairaug.train.pretrain import PretrainConfig, pretrain_mix
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,3 +106,34 @@ def real_cxr() -> Path:
     if not (REAL_CXR / "manifest.csv").exists():
         pytest.skip(f"real chest X-ray samples not found at {REAL_CXR}")
     return REAL_CXR
+
+
+@contextlib.contextmanager
+def pairaug_ui(repo: Path, log_path: Path, wait: float = 300) -> Iterator[tuple[str, str]]:
+    """`pairaug ui` on `repo`'s local store and a free port: yields (server base URL, the link it printed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    log = open(log_path, "w+")  # noqa: SIM115 - the server writes to it until the end
+    proc = subprocess.Popen([sys.executable, "-m", "pairaug.cli", "ui", "--port", str(port), "--wait", str(wait)],
+                            cwd=repo, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        deadline, url = time.monotonic() + wait + 20, None
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            log.seek(0)
+            url = next(iter(re.findall(r"^http://\S+$", log.read(), re.M)), None)  # the link, on a line of its own
+        log.seek(0)
+        assert url, f"pairaug ui printed no link:\n{log.read()[-3000:]}"
+        yield f"http://127.0.0.1:{port}", url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # pairaug ui stops its mlflow server
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()

@@ -1,5 +1,6 @@
 """`pairaug audit` round trip on the tiny pipeline: registered model → exactly its synthetic pairs, every
-image hash verified; an altered image shows up as modified; `--pair` finds the runs that used a pair."""
+image hash verified; an altered image shows up as modified; `--pair` finds the runs that used a pair.
+Bad targets on a repository where nothing ran: one clear line, exit 2, and nothing written (audit only reads)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run
-
-pytestmark = pytest.mark.slow
+from conftest import REPO, run
 
 
 def pairaug(repo: Path, *args: str, check: bool = True):
@@ -31,6 +30,7 @@ def synthetic_ids(repo: Path, mix: str) -> set[str]:
     return set(used.loc[used["branch"] != "real", "pair_id"])
 
 
+@pytest.mark.slow
 def test_registered_model_audit_round_trip(repo):
     out = pairaug(repo, "model", "alias", "set", "champion", "--mix", "pairaug")
     assert "pairaug-vlp@champion -> version" in out.stdout
@@ -49,6 +49,7 @@ def test_registered_model_audit_round_trip(repo):
     assert set(folder["pair_id"]) == expected and (folder["status"] == "verified").all()
 
 
+@pytest.mark.slow
 def test_an_altered_image_is_reported_as_modified(repo):
     pairs = pd.read_parquet(repo / "data/validated/pairs.parquet")
     victim = pairs[pairs["branch"] == "inter"].iloc[0]
@@ -63,6 +64,7 @@ def test_an_altered_image_is_reported_as_modified(repo):
     assert (table.drop(index=victim["pair_id"])["status"] == "verified").all()
 
 
+@pytest.mark.slow
 def test_pair_lookup_names_the_runs_and_models_that_used_it(repo):
     pair_id = sorted(synthetic_ids(repo, "intra"))[0]
     report = json.loads(pairaug(repo, "audit", "--pair", pair_id, "--format", "json").stdout)
@@ -76,11 +78,51 @@ def test_pair_lookup_names_the_runs_and_models_that_used_it(repo):
     assert "used by 4 run(s) / model folder(s)" in table
 
 
+@pytest.mark.slow
 def test_unknown_targets_fail_with_a_clear_line(repo):
     proc = pairaug(repo, "audit", "models:/pairaug-vlp/999", check=False)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no registered model version")
     proc = pairaug(repo, "audit", "not a model", check=False)
     assert proc.returncode == 2 and "cannot read 'not a model'" in proc.stderr
+    proc = pairaug(repo, "audit", "runs:/not-a-run", check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no MLflow run 'not-a-run' at sqlite:///")
+
+
+@pytest.fixture
+def bare_repo(tmp_path) -> Path:
+    """The project's params.yaml and dvc.yaml, nothing run: no MLflow store, no DVC cache, no models."""
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy2(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["runs:/not-a-run", "0123456789abcdef0123456789abcdef", "@champion"])
+def test_auditing_an_unknown_run_writes_nothing(bare_repo, target):
+    before = files(bare_repo)
+    proc = pairaug(bare_repo, "audit", target, check=False)
+    store = f"sqlite:///{bare_repo.resolve()}/mlflow.db"
+    assert files(bare_repo) == before  # no mlflow.db, no .cache/mlflow-init.lock, no experiment
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: no MLflow store at {store}: nothing has been logged yet "
+                                        "(`dvc repro` logs the pretrain and evaluate runs)"]
+
+
+def test_a_corrupt_training_pairs_file_is_named_in_one_line(bare_repo):
+    mix = bare_repo / "models" / "vlp" / "inter"
+    (mix / "seed-0").mkdir(parents=True)
+    (mix / "training_pairs.parquet").write_bytes(b"PAR1 truncated by a full disk")
+    before = files(bare_repo)
+    for args in (["models/vlp/inter"], ["models/vlp/inter/seed-0"], ["--pair", "0071c05879868d82"]):
+        proc = pairaug(bare_repo, "audit", *args, check=False)
+        assert proc.returncode == 2, proc.stderr
+        line, *rest = proc.stderr.splitlines()
+        assert not rest and line.startswith("error: cannot read Parquet") and "Traceback" not in proc.stderr
+        assert line.endswith(f"(file {mix.resolve() / 'training_pairs.parquet'})")
+    assert files(bare_repo) == before
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pairaug.measurement.linear_probe import linear_probe
 from pairaug.measurement.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
 from pairaug.params import section
 from pairaug.report.ablation import ablation, ablation_markdown, verdicts, write_report
-from pairaug.tracking import eval_metrics
+from pairaug.tracking.runs import eval_metrics
 
 
 def _unit(v):

@@ -4,29 +4,17 @@ headless Chromium (Debian's package, driven by Playwright)."""
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import pairaug_ui
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
                  if p and Path(p).exists()), None)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; .ci/run tries it)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -36,29 +24,8 @@ def ui(tiny_repo, tmp_path):
     repo.mkdir()
     for name in ("params.yaml", "dvc.yaml", "mlflow.db"):
         shutil.copy2(tiny_repo / name, repo / name)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    log = open(tmp_path / "ui.log", "w+")  # noqa: SIM115 - the server writes to it until teardown
-    proc = subprocess.Popen([sys.executable, "-m", "pairaug.cli", "ui", "--port", str(_free_port()), "--wait", "180"],
-                            cwd=repo, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
-    try:
-        deadline, url = time.monotonic() + 200, None
-        while url is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            log.seek(0)
-            url = next(iter(re.findall(r"http://127\.0\.0\.1:\d+/#/experiments/\d+/runs\S*", log.read())), None)
-        log.seek(0)
-        assert url, f"pairaug ui printed no runs link:\n{log.read()[-3000:]}"
+    with pairaug_ui(repo, tmp_path / "ui.log", wait=180) as (_, url):
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # pairaug ui stops its mlflow server
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
 
 
 def test_the_ui_link_shows_every_mix_run(ui, tiny_repo, tmp_path):

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import shutil
+import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
+from conftest import REPO, pairaug_ui
 
-from pairaug.audit import parse_model_ref, render
 from pairaug.errors import ParamError
 from pairaug.params import section
-from pairaug.tracking import (
-    TrackingConfig,
-    audit_pairs,
-    eval_metrics,
-    flatten,
-    not_fatal,
-    runs_url,
-    tracking_uri,
-)
+from pairaug.tracking.audit import parse_model_ref
+from pairaug.tracking.cli import render
+from pairaug.tracking.lineage import audit_pairs, flatten
+from pairaug.tracking.runs import eval_metrics, not_fatal
+from pairaug.tracking.store import TrackingConfig, load_config, tracking_uri
+from pairaug.tracking.ui import KEY_METRICS
 
 
 def test_tracking_uri_is_absolute_from_the_repo_root(tmp_path, monkeypatch):
@@ -87,5 +89,34 @@ def test_audit_pairs_lists_only_synthetic_pairs_with_repo_relative_images():
     assert csv.splitlines()[0].startswith("pair_id,branch,source_pair_id,source_report,report,image,image_sha256")
 
 
-def test_runs_url_opens_the_runs_table():
-    assert runs_url("http://127.0.0.1:5000", "3", "k") == "http://127.0.0.1:5000/#/experiments/3/runs?viewStateShareKey=k"
+def _ui_routes(base: str) -> tuple[str, bool]:
+    """(the runs tab's route pattern, whether routes live in the URL's #fragment) in the UI bundle `base` serves."""
+    index = urllib.request.urlopen(base + "/", timeout=30).read().decode()
+    main_js = re.search(r"static-files/static/js/main[.\w]*\.js", index)[0]
+    bundle = urllib.request.urlopen(f"{base}/{main_js}", timeout=60).read().decode()
+    route = re.search(r'experimentPageTabRuns\(\)\{return\(0,[\w$.]+\)\("([^"]+)"\)', bundle)
+    assert route, "MLflow's UI bundle no longer names its runs-tab route experimentPageTabRuns: update this test"
+    return route[1], "createHashRouter" in bundle
+
+
+@pytest.mark.slow
+def test_runs_url_opens_the_runs_table(tmp_path):
+    """`pairaug ui` on a fresh repository: the link it prints is, by the routes of the MLflow UI that it started,
+    the runs tab of the configured experiment, and names the saved view holding the key metrics as columns."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy2(REPO / name, repo / name)
+    with pairaug_ui(repo, tmp_path / "ui.log") as (base, url):
+        route, hash_routes = _ui_routes(base)
+        assert hash_routes and url.startswith(base + "/#/")
+        path, _, query = url.removeprefix(base + "/#").partition("?")
+        match = re.fullmatch(re.sub(r":(\w+)", r"(?P<\1>[^/?#]+)", route), path)
+        assert match, f"{path} is not the UI's runs tab ({route})"
+        api = f"{base}/ajax-api/2.0/mlflow/experiments/get?experiment_id={match['experimentId']}"
+        experiment = json.loads(urllib.request.urlopen(api, timeout=30).read())["experiment"]
+        assert experiment["name"] == load_config(repo / "params.yaml").experiment
+        key = parse_qs(query)["viewStateShareKey"]
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        view = json.loads(tags[f"mlflow.sharedViewState.{key[0]}"])
+        assert {f"metrics.`{m}`" for m in KEY_METRICS} <= set(view["selectedColumns"])

@@ -17,7 +17,7 @@ from conftest import run
 from mlflow import MlflowClient
 
 from pairaug.io import md5_file
-from pairaug.tracking import flatten
+from pairaug.tracking.lineage import flatten
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=test@pairaug", "-c", "user.name=test"]
@@ -82,6 +82,35 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
         assert {"audit/synthetic_pairs.parquet", "audit/lineage.json", "roc/zeroshot_roc.png"} <= paths
     versions = client.search_model_versions(f"name = '{params['tracking']['registered_model']}'")
     assert sorted(v.tags["mix"] for v in versions) == sorted(params["pretrain"]["mixes"])
+
+
+def test_the_registered_model_loads_as_a_pyfunc_and_embeds_text(tiny_repo, tmp_path):
+    """What a consumer of the registry does: load `models:/pairaug-vlp/<v>` with MLflow alone (the "models from
+    code" file must have been logged) and embed reports; the model is the workspace's weights."""
+    import json
+
+    import numpy as np
+
+    from pairaug.tracking.lineage import weights_sha256
+
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    name = params["tracking"]["registered_model"]
+    (version,) = client_for(tiny_repo).search_model_versions(f"name = '{name}' and tags.mix = 'pairaug'")
+    script = ("import json, sys, mlflow\n"
+              "local = mlflow.artifacts.download_artifacts(artifact_uri=sys.argv[1], dst_path=sys.argv[2])\n"
+              "model = mlflow.pyfunc.load_model(local)\n"
+              "print(json.dumps({'dir': local, 'emb': model.predict(['no pleural effusion', 'large pleural effusion'])}))\n")
+    out = run([sys.executable, "-c", script, f"models:/{name}/{version.version}", str(tmp_path / "model")], tmp_path,
+              env={"MLFLOW_TRACKING_URI": f"sqlite:///{tiny_repo / 'mlflow.db'}", "TMPDIR": str(tmp_path)})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    emb = np.asarray(result["emb"])
+    assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(emb[0], emb[1])  # the two reports embed differently
+    # The MLmodel file names where the pyfunc's "clip" artifact lies inside the model.
+    flavor = yaml.safe_load((Path(result["dir"]) / "MLmodel").read_text())["flavors"]["python_function"]
+    clip = Path(result["dir"]) / flavor["artifacts"]["clip"]["path"]
+    seed_dir = tiny_repo / "models" / "vlp" / "pairaug" / f"seed-{version.tags['seed']}"
+    assert weights_sha256(clip) == weights_sha256(seed_dir)
 
 
 def test_temp_experiment_logs_into_the_repository_store(tiny_repo, tmp_path):

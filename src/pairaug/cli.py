@@ -66,12 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions():
     """Subcommands contributed by other concerns (rewrite preview, audit, ui): a list of register functions."""
-    from pairaug.audit import register as register_audit
     from pairaug.report.cli import register as register_curve
     from pairaug.rewrite.cli import register as register_rewrite
-    from pairaug.tracking_cli import register as register_tracking
+    from pairaug.tracking.cli import register as register_tracking  # audit, ui, model
 
-    return [register_rewrite, register_audit, register_tracking, register_curve]
+    return [register_rewrite, register_tracking, register_curve]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

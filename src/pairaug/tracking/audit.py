@@ -14,41 +14,39 @@ in the DVC cache: `verified` (workspace matches, or the file is absent and the c
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import yaml
 
 from pairaug.errors import InputError
 from pairaug.io import md5_file, repo_root, sha256_file
-from pairaug.tracking import (
-    AUDIT_COLUMNS,
-    AUDIT_LINEAGE,
-    AUDIT_PAIRS,
+from pairaug.tracking.lineage import (
     REAL_MANIFEST,
-    TrackingConfig,
+    DvcCache,
     audit_pairs,
-    ensure_experiment,
     git_state,
-    load_config,
     lock_dep,
     lock_outs,
     read_lock,
+    read_table,
+    reproducing_revision,
     synthetic_manifest,
-    tracking_uri,
     weights_sha256,
 )
+from pairaug.tracking.runs import AUDIT_LINEAGE, AUDIT_PAIRS
+from pairaug.tracking.store import TrackingConfig, load_config, open_existing_store, tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# Audit only reads: every MLflow access goes through `open_existing_store`, which creates no store,
+# experiment or lock file (a mistyped run id must leave the repository as it was).
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 STATUS_OK = "verified"
@@ -79,13 +77,6 @@ class Audit:
 # ------------------------------------------------------------------------------------------- targets
 
 
-def _client():
-    from mlflow import MlflowClient
-
-    uri = tracking_uri()
-    return MlflowClient(uri, uri)
-
-
 def parse_model_ref(target: str, default_name: str) -> tuple[str, str | None, str | None] | None:
     """(name, version, alias) for a registered-model reference, else None."""
     ref = target.removeprefix("models:/")
@@ -102,30 +93,28 @@ def resolve(target: str, cfg: TrackingConfig, root: Path) -> Audit:
         return _from_folder(target, path, root)
     if target.startswith("runs:/") or RUN_ID.fullmatch(target):
         run_id = target.removeprefix("runs:/").split("/")[0]
-        return _from_run(target, run_id, cfg, "run", None)
+        return _from_run(target, run_id, cfg, root, "run", None)
     ref = parse_model_ref(target, cfg.registered_model)
     if ref is None:
         raise InputError(f"cannot read {target!r} as a model folder, run id, registered version or alias "
                          "(e.g. models/vlp/pairaug, runs:/<id>, models:/pairaug-vlp/3, @champion)")
     name, version, alias = ref
-    ensure_experiment(cfg)
-    client = _client()
+    client = open_existing_store(cfg, root)
     try:
         mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except Exception as e:  # noqa: BLE001 - MlflowException names what is missing
         raise InputError(f"no registered model version {target!r}: {str(e).splitlines()[0]}") from None
-    return _from_run(target, mv.run_id, cfg, "model version", f"{name}/{mv.version}")
+    return _from_run(target, mv.run_id, cfg, root, "model version", f"{name}/{mv.version}")
 
 
-def _from_run(target: str, run_id: str, cfg: TrackingConfig, kind: str, version: str | None) -> Audit:
+def _from_run(target: str, run_id: str, cfg: TrackingConfig, root: Path, kind: str, version: str | None) -> Audit:
     import mlflow
 
-    ensure_experiment(cfg)
-    client = _client()
+    client = open_existing_store(cfg, root)
     try:
         run = client.get_run(run_id)
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"no MLflow run {run_id!r} at {tracking_uri()}: {str(e).splitlines()[0]}") from None
+        raise InputError(f"no MLflow run {run_id!r} at {tracking_uri(root)}: {str(e).splitlines()[0]}") from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             pairs = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=AUDIT_PAIRS, dst_path=tmp))
@@ -140,7 +129,7 @@ def _from_run(target: str, run_id: str, cfg: TrackingConfig, kind: str, version:
     return Audit(target, kind, run.data.tags.get("mix"), run.data.tags.get("seed"), run_id, version, lineage, pairs)
 
 
-def _artifact_paths(client, run_id: str) -> set[str]:
+def _artifact_paths(client: MlflowClient, run_id: str) -> set[str]:
     try:
         return {f.path for f in client.list_artifacts(run_id, "audit")}
     except Exception:  # noqa: BLE001
@@ -158,11 +147,11 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
     lock = read_lock(root)
     manifest = synthetic_manifest(mix)
     inputs = {p: m for p in (REAL_MANIFEST, manifest) if (m := lock_dep(lock, f"pretrain@{mix}", p))}
-    training = pd.read_parquet(path / "training_pairs.parquet")
+    training = read_table(path / "training_pairs.parquet")
     validated = None
     syn = root / manifest
     if syn.exists() and (manifest not in inputs or md5_file(syn) == inputs[manifest]):
-        validated = pd.read_parquet(syn)
+        validated = read_table(syn)
     commit, dirty = git_state(root)
     seeds = sorted(path.glob("seed-*"))
     lineage = {"mix": mix, "inputs": inputs, "git_commit": commit or "", "git_dirty": str(dirty).lower(),
@@ -174,48 +163,12 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
 # ------------------------------------------------------------------------------------------- hashes
 
 
-def _cache_dir(root: Path) -> Path:
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return Path(repo.cache.local.path)
-
-
-def _cache_object(cache: Path, md5: str) -> Path:
-    return cache / md5[:2] / md5[2:]
-
-
-class CacheIndex:
-    """Files of DVC folder outputs (their `.dir` listings in the cache): path → cached object."""
-
-    def __init__(self, root: Path, outs: dict[str, str]):
-        self.root, self.outs = root, outs
-        self.cache = _cache_dir(root) if outs else None
-        self._listings: dict[str, dict[str, str]] = {}
-
-    def object_for(self, rel: str) -> Path | None:
-        if self.cache is None:
-            return None
-        for out, md5 in self.outs.items():
-            if rel == out and not md5.endswith(".dir"):
-                return _cache_object(self.cache, md5)
-            if rel.startswith(out.rstrip("/") + "/") and md5.endswith(".dir"):
-                listing = self._listing(md5)
-                obj = listing.get(rel[len(out.rstrip("/")) + 1:])
-                return _cache_object(self.cache, obj) if obj else None
-        return None
-
-    def _listing(self, md5: str) -> dict[str, str]:
-        if md5 not in self._listings:
-            path = _cache_object(self.cache, md5)
-            entries = json.loads(path.read_text()) if path.exists() else []
-            self._listings[md5] = {e["relpath"]: e["md5"] for e in entries}
-        return self._listings[md5]
+# ------------------------------------------------------------------------------------------- hashes
 
 
 def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
     """Add `workspace`, `dvc_cache` (ok / modified / missing / unknown) and `status` per pair."""
-    index = CacheIndex(root, lineage.get("dvc_outs", {}))
+    index = DvcCache(root, lineage.get("dvc_outs", {}))
     hashes: dict[Path, str] = {}
 
     def check(path: Path | None, expected: str) -> str:
@@ -242,42 +195,6 @@ def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- revisions
 
 
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
-def reproducing_revision(root: Path, lineage: dict, mix: str | None, limit: int = 300) -> dict[str, Any]:
-    """The git / DVC revision whose dvc.lock trained `mix` on exactly these manifests (md5s)."""
-    out: dict[str, Any] = {k: lineage.get(k) or None for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev")}
-    inputs = lineage.get("inputs") or {}
-    exp, base = lineage.get("dvc_exp_name"), lineage.get("dvc_baseline_rev")
-    try:
-        if exp and base:  # a DVC experiment: its commit lives under refs/exps/<baseline>/<name>
-            ref = f"refs/exps/{base[:2]}/{base[2:]}/{exp}"
-            sha = _git(root, "rev-parse", "--verify", "--quiet", ref).strip()
-            if sha:
-                return {**out, "revision": sha, "source": f"DVC experiment {exp}",
-                        "reproduce": f"dvc exp apply {exp} && dvc pull && dvc repro pretrain@{mix}"}
-        if mix and inputs:
-            revs = _git(root, "log", "--all", f"-n{limit}", "--format=%H", "--", "dvc.lock").split()
-            for rev in revs:
-                try:
-                    lock = (yaml.safe_load(_git(root, "show", f"{rev}:dvc.lock")) or {}).get("stages", {})
-                except subprocess.CalledProcessError:
-                    continue
-                if all(lock_dep(lock, f"pretrain@{mix}", p) == m for p, m in inputs.items()):
-                    return {**out, "revision": rev, "source": "commit whose dvc.lock records these manifests' md5s",
-                            "reproduce": f"git checkout {rev[:12]} && dvc pull && dvc repro pretrain@{mix}"}
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    commit, dirty = out.get("git_commit"), out.get("git_dirty")
-    if commit and dirty == "false":
-        return {**out, "revision": commit, "source": "the run's git commit (clean workspace)",
-                "reproduce": f"git checkout {commit[:12]} && dvc repro pretrain@{mix}"}
-    return {**out, "revision": None, "source": "no committed dvc.lock records these manifests "
-            "(commit dvc.lock, or `dvc exp run`, to pin them)", "reproduce": None}
-
-
 def audit(target: str, cfg: TrackingConfig | None = None, root: str | Path | None = None) -> Audit:
     root = Path(root).resolve() if root else repo_root()
     cfg = cfg or load_config(root / "params.yaml")
@@ -290,15 +207,11 @@ def audit(target: str, cfg: TrackingConfig | None = None, root: str | Path | Non
 # ------------------------------------------------------------------------------------------ --pair
 
 
-def pair_usage(pair_id: str, cfg: TrackingConfig | None = None, root: str | Path | None = None) -> pd.DataFrame:
-    """Every MLflow run (with its registered versions) and workspace model folder that trained on `pair_id`."""
+def _runs_using(pair_id: str, client: MlflowClient, exp_id: str, cfg: TrackingConfig) -> list[dict]:
+    """The experiment's runs whose audit trail lists `pair_id`, with their registered versions."""
     import mlflow
 
-    root = Path(root).resolve() if root else repo_root()
-    cfg = cfg or load_config(root / "params.yaml")
     rows: list[dict] = []
-    exp_id = ensure_experiment(cfg, root)
-    client = _client()
     versions: dict[str, list[str]] = {}
     try:
         for mv in client.search_model_versions(f"name = '{cfg.registered_model}'"):
@@ -328,8 +241,23 @@ def pair_usage(pair_id: str, cfg: TrackingConfig | None = None, root: str | Path
             token = page.token
             if not token:
                 break
+    return rows
+
+
+def pair_usage(pair_id: str, cfg: TrackingConfig | None = None, root: str | Path | None = None) -> pd.DataFrame:
+    """Every MLflow run (with its registered versions) and workspace model folder that trained on `pair_id`."""
+    root = Path(root).resolve() if root else repo_root()
+    cfg = cfg or load_config(root / "params.yaml")
+    rows: list[dict] = []
+    try:
+        client = open_existing_store(cfg, root)
+        experiment = client.get_experiment_by_name(cfg.experiment)
+    except InputError:  # nothing logged yet: only the workspace's model folders can have used the pair
+        experiment = None
+    if experiment is not None:
+        rows += _runs_using(pair_id, client, experiment.experiment_id, cfg)
     for tp in sorted((root / "models" / "vlp").glob("*/training_pairs.parquet")):
-        if pair_id in set(pd.read_parquet(tp, columns=["pair_id"])["pair_id"]):
+        if pair_id in set(read_table(tp)["pair_id"]):
             rows.append({"where": "workspace", "run_id": "", "run_name": "", "mix": tp.parent.name,
                          "seed": ",".join(s.name.removeprefix("seed-") for s in sorted(tp.parent.glob("seed-*"))),
                          "model_versions": "", "dvc_exp_name": "", "git_commit": "",
@@ -350,94 +278,3 @@ def pair_origin(pair_id: str, root: Path) -> dict[str, Any] | None:
     row = hit.iloc[0]
     keys = ("branch", "source_pair_id", "source_report", "report", "image", "image_sha256", "s_a", "s1", "s2", "s3", "kept")
     return {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k]) for k in keys if k in row}
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "status")
-
-
-def render(df: pd.DataFrame, fmt: str, header: dict | None = None, table_columns: tuple[str, ...] | None = None,
-           list_key: str = "pairs") -> str:
-    if fmt == "json":
-        records = json.loads(df.to_json(orient="records"))
-        return json.dumps({**(header or {}), list_key: records} if header is not None else records, indent=2) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
-        return buf.getvalue()
-    cols = [c for c in (table_columns or df.columns) if c in df.columns]
-    view = df[cols].copy()
-    for c in cols:
-        if c == "image_sha256":
-            view[c] = view[c].map(lambda v: "" if pd.isna(v) else str(v)[:12])
-        elif view[c].dtype.kind == "f":
-            view[c] = view[c].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-        else:
-            view[c] = view[c].map(lambda v: "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
-    widths = {c: max([len(c), *[len(v) for v in view[c]]]) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols), "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(str(v).ljust(widths[c]) for c, v in zip(cols, row)) for row in view.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def _cmd_audit(args: argparse.Namespace) -> None:
-    root = repo_root()
-    cfg = load_config(root / "params.yaml")
-    out = sys.stdout
-    if args.pair:
-        usage = pair_usage(args.pair, cfg, root)
-        origin = pair_origin(args.pair, root)
-        text = render(usage, args.format, {"pair_id": args.pair, "origin": origin} if args.format == "json" else None,
-                      list_key="used_by")
-        if args.format == "table":
-            if origin:
-                out.write(f"pair {args.pair}: {origin.get('branch')} from source pair {origin.get('source_pair_id')}, "
-                          f"image {origin.get('image')}, kept={origin.get('kept')}\n")
-            out.write(f"used by {len(usage)} run(s) / model folder(s):\n")
-        _write(text, args.output)
-        return
-    if not args.target:
-        raise InputError("give a model to audit (run id, registered version or alias, model folder) or --pair ID")
-    a = audit(args.target, cfg, root)
-    if args.format == "table":
-        h = a.header()
-        what = ", ".join(f"{k} {v}" for k, v in (("mix", a.mix), ("seed", a.seed), ("run", a.run_id),
-                                                 ("model", a.model_version)) if v)
-        print(f"{a.kind} {a.target}: {what}", file=out)
-        for path, md5 in h["inputs"].items():
-            print(f"  input {path}  md5 {md5}", file=out)
-        rev = a.revision
-        print(f"  revision: {rev.get('revision') or '-'} ({rev.get('source')})", file=out)
-        if rev.get("reproduce"):
-            print(f"  reproduce: {rev['reproduce']}", file=out)
-        print(f"  {len(a.pairs)} synthetic pairs, {len(a.pairs) - a.failures} verified, {a.failures} not", file=out)
-    text = render(a.pairs, args.format, a.header() if args.format == "json" else None, TABLE_COLUMNS)
-    _write(text, args.output)
-    if a.failures:
-        bad = a.pairs[a.pairs["status"] != STATUS_OK]
-        print(f"audit: {a.failures} of {len(a.pairs)} pairs not verified: "
-              + ", ".join(f"{p} ({s})" for p, s in zip(bad["pair_id"][:5], bad["status"][:5]))
-              + (" ..." if a.failures > 5 else ""), file=sys.stderr)
-        raise SystemExit(1)
-
-
-def _write(text: str, output: str | None) -> None:
-    if output:
-        Path(output).write_text(text)
-    else:
-        sys.stdout.write(text)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("audit", help="list the synthetic pairs that trained a model and verify their images",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("target", nargs="?", help="run id | runs:/<id> | models:/pairaug-vlp/<version> | @<alias> | "
-                                             "models/vlp/<mix>[/seed-<s>]")
-    p.add_argument("--pair", metavar="ID", help="reverse lookup: the runs and models that used this pair")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--output", "-o", help="write to this file instead of stdout")
-    p.set_defaults(func=_cmd_audit)
-
-
-__all__ = ["AUDIT_COLUMNS", "Audit", "audit", "pair_usage", "register", "render", "verify"]

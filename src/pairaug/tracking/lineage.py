@@ -1,0 +1,299 @@
+"""What made a model, as DVC, git and the manifests say it: no MLflow here.
+
+- the params DVC declares for a stage and every stage upstream of it (read through `dvc.repo.Repo`);
+- git's HEAD and dirty flag, the DVC experiment a run belongs to, the revision whose dvc.lock pins a
+  mix's manifests;
+- dvc.lock's output and dependency md5s, and the DVC cache's copy of a file of a recorded output
+  (located through DVC's own object database, so the cache layout and `.dir` format stay DVC's);
+- the synthetic pairs a model trained on, joined with their provenance from the validated manifest.
+
+The MLflow side (pairaug.tracking.runs) logs these; `pairaug audit` (pairaug.tracking.audit) reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from pairaug.errors import InputError, ParamError
+from pairaug.io import md5_file, sha256_file
+
+REAL_MANIFEST = "data/prepared/pairs.parquet"
+GX_RESULT = "data/validated/result.json"
+AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
+                 "s_a", "s1", "s2", "s3")
+
+
+def synthetic_manifest(mix: str) -> str:
+    """The validated synthetic pairs a mix trains on (written by `validate`, read by `pretrain@<mix>`)."""
+    return f"data/validated/mixes/{mix}.parquet"
+
+
+# ------------------------------------------------------------------------------------------- params
+
+
+def flatten(value: Any, prefix: str) -> dict[str, str]:
+    """{'a.b.c': 'value'} for nested mappings; lists and scalars as their YAML/JSON text."""
+    if isinstance(value, dict) and value:
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}"))
+        return out
+    if value is None:
+        return {prefix: "null"}
+    if isinstance(value, bool):
+        return {prefix: "true" if value else "false"}
+    if isinstance(value, (list, tuple, dict)):
+        return {prefix: json.dumps(value)}
+    return {prefix: str(value)}
+
+
+def _lookup(params: dict, key: str) -> Any:
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ParamError(key, "declared in dvc.yaml but missing from params.yaml")
+        value = value[part]
+    return value
+
+
+def stage_params(stages: list[str], workspace: str | Path = ".") -> dict[str, str]:
+    """Flattened params.yaml values of every key DVC declares for `stages` and all stages upstream.
+
+    DVC says which keys (`repo.stage.collect(..., with_deps=True)`, the pipeline `dvc repro` runs); the
+    values come from params.yaml read as the stages read it (PyYAML), so the logged text is what they used."""
+    from dvc.repo import Repo
+    from dvc.stage.exceptions import StageNotFound
+
+    workspace = Path(workspace)
+    params = yaml.safe_load((workspace / "params.yaml").read_text()) or {}
+    keys: set[str] = set()
+    with Repo(str(workspace)) as repo:
+        for name in stages:
+            try:
+                pipeline = repo.stage.collect(name, with_deps=True)
+            except StageNotFound:
+                raise ParamError("stage argument", f"no DVC stage {name!r} in dvc.yaml") from None
+            for stage in pipeline:
+                for dep in stage.params:
+                    keys.update(dep.params or [])
+    out: dict[str, str] = {}
+    for key in sorted(keys):
+        out.update(flatten(_lookup(params, key), key))
+    return out
+
+
+# ------------------------------------------------------------------------------------- git, dvc.lock
+
+
+def _git(workspace: str | Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True, check=True).stdout
+
+
+def git_state(workspace: str | Path = ".") -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked or untracked-but-not-ignored files differ from it)."""
+    try:
+        return _git(workspace, "rev-parse", "HEAD").strip(), bool(_git(workspace, "status", "--porcelain").strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def _lock_stages(text: str) -> dict:
+    return (yaml.safe_load(text) or {}).get("stages", {})
+
+
+def read_lock(workspace: str | Path = ".") -> dict:
+    """The `stages` of the workspace's dvc.lock ({} before the first `dvc repro`)."""
+    path = Path(workspace) / "dvc.lock"
+    return _lock_stages(path.read_text()) if path.exists() else {}
+
+
+def lock_outs(lock: dict) -> dict[str, str]:
+    """{output path: md5} over every stage of a parsed dvc.lock (folders: their `.dir` md5)."""
+    return {o["path"]: o["md5"] for entry in lock.values() for o in entry.get("outs", []) if "md5" in o}
+
+
+def lock_dep(lock: dict, stage: str, path: str) -> str | None:
+    for dep in lock.get(stage, {}).get("deps", []):
+        if dep.get("path") == path:
+            return dep.get("md5")
+    return None
+
+
+def run_tags(mix: str, seed: int, weights_sha: str, stage: str, workspace: str | Path = ".") -> dict[str, str]:
+    commit, dirty = git_state(workspace)
+    tags = {"mix": mix, "seed": str(seed), "weights_sha256": weights_sha, "stage": stage,
+            "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+            "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+            "git_commit": commit or "", "git_dirty": "" if dirty is None else str(dirty).lower()}
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def weights_sha256(seed_dir: str | Path) -> str:
+    seed_dir = Path(seed_dir)
+    files = sorted(seed_dir.glob("*.safetensors")) or sorted(seed_dir.glob("*.bin"))
+    if not files:
+        raise InputError("no model weights (*.safetensors) in the model folder", file=seed_dir)
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+
+
+def reproducing_revision(root: Path, lineage: dict, mix: str | None, limit: int = 300) -> dict[str, Any]:
+    """The git / DVC revision whose dvc.lock trained `mix` on exactly these manifests (md5s)."""
+    out: dict[str, Any] = {k: lineage.get(k) or None for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev")}
+    inputs = lineage.get("inputs") or {}
+    exp, base = lineage.get("dvc_exp_name"), lineage.get("dvc_baseline_rev")
+    try:
+        if exp and base:  # a DVC experiment: its commit lives under refs/exps/<baseline>/<name>
+            ref = f"refs/exps/{base[:2]}/{base[2:]}/{exp}"
+            sha = _git(root, "rev-parse", "--verify", "--quiet", ref).strip()
+            if sha:
+                return {**out, "revision": sha, "source": f"DVC experiment {exp}",
+                        "reproduce": f"dvc exp apply {exp} && dvc pull && dvc repro pretrain@{mix}"}
+        if mix and inputs:
+            revs = _git(root, "log", "--all", f"-n{limit}", "--format=%H", "--", "dvc.lock").split()
+            for rev in revs:
+                try:
+                    lock = _lock_stages(_git(root, "show", f"{rev}:dvc.lock"))
+                except subprocess.CalledProcessError:
+                    continue
+                if all(lock_dep(lock, f"pretrain@{mix}", p) == m for p, m in inputs.items()):
+                    return {**out, "revision": rev, "source": "commit whose dvc.lock records these manifests' md5s",
+                            "reproduce": f"git checkout {rev[:12]} && dvc pull && dvc repro pretrain@{mix}"}
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    commit, dirty = out.get("git_commit"), out.get("git_dirty")
+    if commit and dirty == "false":
+        return {**out, "revision": commit, "source": "the run's git commit (clean workspace)",
+                "reproduce": f"git checkout {commit[:12]} && dvc repro pretrain@{mix}"}
+    return {**out, "revision": None, "source": "no committed dvc.lock records these manifests "
+            "(commit dvc.lock, or `dvc exp run`, to pin them)", "reproduce": None}
+
+
+# ---------------------------------------------------------------------------------------- the cache
+
+
+class DvcCache:
+    """The DVC cache's copy of each file of the outputs recorded in a lineage (`dvc_outs`: path → md5).
+
+    Paths come from DVC's object database (`oid_to_path`); a folder output's files from its tree object,
+    loaded with dvc-data (`Tree.load`): the md5s recorded at training time, not today's workspace."""
+
+    def __init__(self, root: Path, outs: dict[str, str]):
+        self.outs = outs
+        self.odb = None
+        if outs:
+            from dvc.repo import Repo
+
+            with Repo(str(root)) as repo:
+                self.odb = repo.cache.local
+        self._trees: dict[str, dict[tuple[str, ...], str]] = {}
+
+    def object_for(self, rel: str) -> Path | None:
+        """The cached object holding the file at repo-relative `rel`, None when no recorded output holds it."""
+        if self.odb is None:
+            return None
+        for out, md5 in self.outs.items():
+            out = out.rstrip("/")
+            if rel == out and not md5.endswith(".dir"):
+                return Path(self.odb.oid_to_path(md5))
+            if rel.startswith(out + "/") and md5.endswith(".dir"):
+                oid = self._tree(md5).get(tuple(rel[len(out) + 1:].split("/")))
+                return Path(self.odb.oid_to_path(oid)) if oid else None
+        return None
+
+    def _tree(self, md5: str) -> dict[tuple[str, ...], str]:
+        if md5 not in self._trees:
+            from dvc_data.hashfile.hash_info import HashInfo
+            from dvc_data.hashfile.tree import Tree
+            from dvc_objects.errors import ObjectFormatError
+
+            try:
+                tree = Tree.load(self.odb, HashInfo("md5", md5))
+                self._trees[md5] = {key: hi.value for key, _, hi in tree if hi and hi.value}
+            except (FileNotFoundError, ObjectFormatError):  # gc'ed or never pushed here: unknown, not an error
+                self._trees[md5] = {}
+        return self._trees[md5]
+
+
+# ------------------------------------------------------------------------------- what a model trained on
+
+
+def audit_pairs(training_pairs: pd.DataFrame, validated: pd.DataFrame | None,
+                validated_dir: str = "data/validated") -> pd.DataFrame:
+    """The synthetic pairs a model trained on, with what an audit needs (image paths repo-relative)."""
+    used = training_pairs[training_pairs["branch"] != "real"][["pair_id", "branch", "report"]]
+    if validated is None:
+        out = used.assign(**{c: pd.NA for c in AUDIT_COLUMNS if c not in used.columns})
+        return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+    cols = [c for c in AUDIT_COLUMNS if c in validated.columns and c not in ("branch", "report")]
+    out = used.merge(validated[cols], on="pair_id", how="left", validate="one_to_one")
+    out["image"] = [None if pd.isna(p) else os.path.normpath(f"{validated_dir}/{p}") for p in out["image"]]
+    for c in AUDIT_COLUMNS:
+        if c not in out.columns:
+            out[c] = pd.NA
+    return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A Parquet table (a mix's training pairs, a manifest); a damaged one is an InputError naming the file."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise InputError(f"cannot read Parquet: {str(e).strip().splitlines()[0]}", file=path) from None
+
+
+@dataclass
+class TrainingRecord:
+    """What one (mix, seed) model is made of: enough to log its training run from pretrain or evaluate."""
+
+    mix: str
+    seed: int
+    seed_dir: Path
+    params: dict[str, str]
+    tags: dict[str, str]
+    inputs: dict[str, str]  # manifest path → md5
+    audit: pd.DataFrame
+    lineage: dict
+
+
+def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str | Path = ".",
+                     extra_stages: tuple[str, ...] = (), inputs: dict[str, str] | None = None) -> list[TrainingRecord]:
+    """One record per seed-<s>/ folder of a mix's model folder (params and lineage from the workspace).
+
+    `inputs`: the manifests' md5s (pretrain hashes the files; evaluate reads what dvc.lock recorded)."""
+    workspace, mix_dir = Path(workspace), Path(mix_dir)
+    params = stage_params([f"pretrain@{mix}", *extra_stages], workspace)
+    lock = read_lock(workspace)
+    syn_rel = synthetic_manifest(mix)
+    if inputs is None:
+        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, syn_rel) if (workspace / p).exists()}
+    training = read_table(mix_dir / "training_pairs.parquet")
+    validated = None
+    syn_path = workspace / syn_rel
+    # Only the version of the synthetic manifest that trained the model (its md5 was recorded).
+    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == md5_file(syn_path):
+        validated = read_table(syn_path)
+    audit = audit_pairs(training, validated)
+    if not (training["branch"] != "real").any():
+        inputs = {k: v for k, v in inputs.items() if k != syn_rel}  # `none` trains on real pairs only
+    records = []
+    for seed_dir in sorted(mix_dir.glob("seed-*")):
+        seed = int(seed_dir.name.removeprefix("seed-"))
+        tags = run_tags(mix, seed, weights_sha256(seed_dir), stage, workspace)
+        lineage = {"mix": mix, "seed": seed, "stage": stage, "inputs": inputs,
+                   "dvc_outs": {p: m for p, m in lock_outs(lock).items() if p.startswith("data/")},
+                   **{k: tags[k] for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev", "weights_sha256")}}
+        records.append(TrainingRecord(mix, seed, seed_dir, {k: v for k, v in params.items()}, tags, inputs, audit, lineage))
+    return records
