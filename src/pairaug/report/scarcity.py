@@ -19,24 +19,26 @@ from pairaug.errors import InputError
 from pairaug.io import atomic_path, write_json
 
 PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
+KINDS = {"zeroshot": "zeroshot", "probe_10": "probe 10%"}  # panel → the report's score kind
 EXPERIMENT = "curve-{size}"
 
 
 def point(ablation: dict, data: dict) -> dict:
-    """One size of the curve: real train pairs, and per mix the two panels' estimate and CI."""
+    """One size of the curve: real train pairs, and per mix the two panels' estimate and bootstrap CI
+    (from the report's table: `zeroshot` and `probe 10%`, each with its label mean)."""
     out = {"real_train_pairs": int(data["splits"]["train"]["pairs"]),
            "train_patients": int(data["splits"]["train"]["patients"]), "mixes": {}}
     for mix, row in ablation["table"].items():
-        out["mixes"][mix] = {"zeroshot": _estimate(row.get("zeroshot_mean")),
-                             "probe_10": _estimate((row.get("linear_probe") or {}).get("10%"))}
+        out["mixes"][mix] = {"role": row.get("role"),
+                             **{panel: _estimate((row.get(kind) or {}).get("mean")) for panel, kind in KINDS.items()}}
     return out
 
 
 def _estimate(stat: dict | None) -> dict | None:
-    if not stat or stat.get("mean") is None:
+    if not stat or stat.get("auc") is None:
         return None
-    lo, hi = stat.get("ci_low", stat["mean"]), stat.get("ci_high", stat["mean"])
-    return {"mean": float(stat["mean"]), "ci_low": float(lo), "ci_high": float(hi)}
+    lo, hi = stat["ci"] if stat.get("ci") else (stat["auc"], stat["auc"])
+    return {"mean": float(stat["auc"]), "ci_low": float(lo), "ci_high": float(hi)}
 
 
 def plot_rows(points: list[dict], panel: str = "zeroshot") -> list[dict]:
@@ -51,7 +53,7 @@ def plot_rows(points: list[dict], panel: str = "zeroshot") -> list[dict]:
     return rows
 
 
-def curve_figure(points: list[dict], path: str | Path, reference: tuple[str, ...] = ("pool_real",)) -> None:
+def curve_figure(points: list[dict], path: str | Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +69,8 @@ def curve_figure(points: list[dict], path: str | Path, reference: tuple[str, ...
             if not keep:
                 continue
             x = [xs[i] for i in keep]
-            style = {"ls": ":", "color": "gray"} if mix in reference else {"lw": 2.2 if mix == "pairaug" else 1.3}
+            reference = any(p["mixes"].get(mix, {}).get("role") == "reference" for p in points)
+            style = {"ls": ":", "color": "gray"} if reference else {"lw": 2.2 if mix == "pairaug" else 1.3}
             line, = ax.plot(x, [est[i]["mean"] for i in keep], marker="o", ms=3, label=mix, **style)
             ax.fill_between(x, [est[i]["ci_low"] for i in keep], [est[i]["ci_high"] for i in keep],
                             color=line.get_color(), alpha=0.12, lw=0)

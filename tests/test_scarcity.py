@@ -1,0 +1,62 @@
+"""The scarcity curve: one point per DVC experiment `curve-<size>`, read from the experiment's git ref."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pairaug.errors import InputError
+from pairaug.report.scarcity import collect, plot_rows, write_curve
+
+GIT = ["git", "-c", "user.email=t@pairaug", "-c", "user.name=t"]
+
+
+def _ablation(pairaug: float, none: float) -> dict:
+    def stat(v):
+        return {"mean": {"auc": v, "ci": [v - 0.02, v + 0.02]}, "labels": {}}
+    return {"table": {"none": {"role": "baseline", "zeroshot": stat(none), "probe 10%": stat(none + 0.1)},
+                      "pairaug": {"role": "method", "zeroshot": stat(pairaug), "probe 10%": stat(pairaug + 0.1)},
+                      "pool_real": {"role": "reference", "zeroshot": stat(0.9), "probe 10%": None}}}
+
+
+def _experiment(root: Path, size: int, pairs: int, pairaug: float, none: float) -> None:
+    """A commit holding the metrics an experiment run would commit, under an experiment ref as DVC names it."""
+    (root / "metrics").mkdir(exist_ok=True)
+    (root / "metrics/ablation.json").write_text(json.dumps(_ablation(pairaug, none)))
+    (root / "metrics/data.json").write_text(json.dumps({"splits": {"train": {"pairs": pairs, "patients": size}}}))
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", f"exp {size}"], cwd=root, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True).stdout
+    subprocess.run(["git", "update-ref", f"refs/exps/ab/cdef0123/curve-{size}", sha.strip()], cwd=root, check=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    subprocess.run([*GIT, "init", "-q"], cwd=tmp_path, check=True)
+    _experiment(tmp_path, 25, 41, pairaug=0.70, none=0.62)
+    _experiment(tmp_path, 200, 330, pairaug=0.84, none=0.83)
+    return tmp_path
+
+
+def test_the_curve_reads_each_experiments_metrics_from_its_ref(repo: Path):
+    points = collect(repo, [200, 25])
+    assert [p["real_train_pairs"] for p in points] == [330, 41]
+    small = points[1]["mixes"]
+    assert small["pairaug"]["zeroshot"] == {"mean": 0.70, "ci_low": pytest.approx(0.68), "ci_high": pytest.approx(0.72)}
+    assert small["none"]["probe_10"]["mean"] == pytest.approx(0.72)
+    assert small["pool_real"]["probe_10"] is None and small["pool_real"]["role"] == "reference"
+    rows = plot_rows(points, "zeroshot")  # sorted by size, a column per mix: what `dvc plots show` draws
+    assert rows == [{"real_train_pairs": 41, "none": 0.62, "pairaug": 0.7, "pool_real": 0.9},
+                    {"real_train_pairs": 330, "none": 0.83, "pairaug": 0.84, "pool_real": 0.9}]
+    write_curve(points, repo / "out")
+    assert json.loads((repo / "out/scarcity_zeroshot.json").read_text()) == rows
+    assert (repo / "out/scarcity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(json.loads((repo / "out/scarcity.json").read_text())["points"]) == 2
+
+
+def test_a_size_without_an_experiment_is_named(repo: Path):
+    with pytest.raises(InputError, match="curve-75"):
+        collect(repo, [25, 75])
