@@ -15,6 +15,7 @@ from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
 from pairaug.measurement.encoder import ImageEncoding, VisionLanguageModel
 from pairaug.measurement.images import load_split_images
 from pairaug.measurement.linear_probe import linear_probe
+from pairaug.measurement.scores import SCORE_COLUMNS, ZEROSHOT_KIND, probe_kind
 from pairaug.measurement.zeroshot import (
     ZeroShotPrompts,
     auc_per_label,
@@ -22,9 +23,6 @@ from pairaug.measurement.zeroshot import (
     roc_points,
     zero_shot_probs,
 )
-
-ZEROSHOT_KIND = "zeroshot"
-SCORE_COLUMNS = ["seed", "kind", "label", "pair_id", "patient_id", "y", "score"]  # the scores table
 
 
 @dataclass
@@ -89,14 +87,9 @@ def score_set(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, t
     return SetScores(result, labels, targets, probs, probe.scores)
 
 
-def probe_kind(fraction: str) -> str:
-    """The scores' `kind` of a probe fraction ("10%" → "probe 10%")."""
-    return f"probe {fraction}"
-
-
 def score_rows(rows: pd.DataFrame, scored: SetScores) -> pd.DataFrame:
-    """One row per (kind, label, image) in the set's row order: `kind` (zero-shot probability or a probe
-    fraction's decision score), `label`, the image's `pair_id` / `patient_id`, binary target `y`, `score`."""
+    """The set's rows of the scores table (`pairaug.measurement.scores`; all but `seed`), per kind and
+    label in the set's row order."""
     kinds = {ZEROSHOT_KIND: {label: scored.probs[:, j] for j, label in enumerate(scored.labels)},
              **{probe_kind(frac): per_label for frac, per_label in scored.probe_scores.items()}}
     parts = [pd.DataFrame({"kind": kind, "label": label, "pair_id": rows["pair_id"].to_numpy(),
@@ -116,7 +109,7 @@ def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFr
 def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int
                  ) -> tuple[dict, list[dict], pd.DataFrame]:
     """Evaluate every seed-<s>/ model under `mix_dir`: the results per seed with mean ± std over seeds,
-    the ROC rows, and the per-test-image scores (`SCORE_COLUMNS`; `seed` is the model's seed)."""
+    the ROC rows, and the per-test-image scores table (`pairaug.measurement.scores`)."""
     splits = load_splits(prepared)
     size = int(splits["test"][0].shape[-1])  # label sets get the prepared images' size
     label_sets = {name: load_label_set(set_cfg, size) for name, set_cfg in cfg.label_sets.items()}

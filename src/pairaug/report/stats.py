@@ -41,16 +41,15 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, patient: np.ndarray, counts:
     order = np.argsort(scores, kind="stable")
     sorted_scores, positive, patient = scores[order], y[order], patient[order]
     group = np.cumsum(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]) - 1  # tie group of each image
-    pos_groups = np.unique(group[positive])  # tie groups holding a positive, ascending score
+    pos_groups = _runs(group[positive])[0]  # tie groups holding a positive, ascending score
     k = np.searchsorted(pos_groups, group)  # each image's first positive group at or above it
     tied = np.zeros(len(group), dtype=bool)
     inside = k < len(pos_groups)
     tied[inside] = pos_groups[k[inside]] == group[inside]
     # Negatives fall into slots: 2k = strictly between positive groups k-1 and k, 2k+1 = tied with
     # positive group k. Only the slots that hold a negative become rows (R of them), so the cumulative
-    # sum runs over at most 2·min(positives, negatives) + 1 rows.
-    neg_slot = np.where(tied, 2 * k + 1, 2 * k)[~positive]
-    slots, neg_row = np.unique(neg_slot, return_inverse=True)
+    # sum runs over at most 2·min(positives, negatives) + 1 rows. Slots ascend with the score.
+    slots, neg_row = _runs(np.where(tied, 2 * k + 1, 2 * k)[~positive])
     n_rows = len(slots)
     # Positives: grouped by the last negative row strictly below them (−1: none, row n_rows), and once
     # more, for positive groups with tied negatives, by that tie row (rows after 2·n_rows + 1).
@@ -58,7 +57,7 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, patient: np.ndarray, counts:
     tie_slot = 2 * k[positive] + 1
     tie_at = np.searchsorted(slots, tie_slot)
     has_tie = (tie_at < n_rows) & (slots[np.minimum(tie_at, n_rows - 1)] == tie_slot)
-    tie_rows, tie_index = np.unique(tie_at[has_tie], return_inverse=True)
+    tie_rows, tie_index = _runs(tie_at[has_tie])
     rows = np.concatenate([neg_row, n_rows + 1 + below, 2 * n_rows + 1 + tie_index])
     cols = np.concatenate([patient[~positive], patient[positive], patient[positive][has_tie]])
     incidence = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
@@ -70,6 +69,12 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, patient: np.ndarray, counts:
     pairs = pos_by_below.sum(axis=0) * neg_cum[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(pairs > 0, wins / pairs, np.nan)
+
+
+def _runs(ascending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(..., return_inverse=True) of an ascending array, in one pass."""
+    starts = np.r_[True, ascending[1:] != ascending[:-1]] if len(ascending) else np.zeros(0, dtype=bool)
+    return ascending[starts], np.cumsum(starts) - 1
 
 
 def percentile_ci(values: np.ndarray, ci: float) -> tuple[float, float] | None:
