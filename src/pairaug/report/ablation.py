@@ -4,7 +4,8 @@ PairAug vs each baseline from paired bootstrap differences.
 Input: each mix's per-test-image scores, `data/eval/<mix>/scores.parquet` (`evaluate@<mix>`), per
 model seed, kind (zero-shot probability; linear-probe decision score at each train fraction), label
 and test image. Every figure is an AUC (per label, and the mean over the five CheXpert competition
-labels) recomputed from these scores.
+labels) recomputed from these scores; for a probe fraction drawn several times it is the AUC of the
+draw-averaged score, which can differ a little from `metrics/eval`'s mean of the draws' AUCs.
 
 Statistics (`report` params `bootstrap_resamples`, `ci`, `reference_mixes`; the shared `seed`):
 
