@@ -190,14 +190,15 @@ def test_report_compares_baselines_only_and_is_byte_identical_on_rerun(tmp_path)
                            scores_table({"0": noisy, "1": noisy}, y, patient, kind="probe 10%")])
         _write_mix(tmp_path / "eval", mix, table)
     cfg = ReportConfig(bootstrap_resamples=200)
-    mixes = ["none", "text_only", "intra", "pairaug", "pool_real"]
+    _write_mix(tmp_path / "eval", "inter", pd.DataFrame(columns=SCORE_COLUMNS))  # a mix without models
+    mixes = ["none", "text_only", "intra", "inter", "pairaug", "pool_real"]
     write_report(mixes, cfg, 0, tmp_path / "eval", tmp_path / "a.md", tmp_path / "a.json")
     first = (tmp_path / "a.json").read_bytes(), (tmp_path / "a.md").read_bytes()
     write_report(mixes, cfg, 0, tmp_path / "eval", tmp_path / "a.md", tmp_path / "a.json")
     assert ((tmp_path / "a.json").read_bytes(), (tmp_path / "a.md").read_bytes()) == first
 
     saved = json.loads(first[0])
-    assert saved["missing_mixes"] == ["intra"]
+    assert saved["missing_mixes"] == ["intra", "inter"]  # no scores table, an empty one
     assert saved["table"]["pool_real"]["role"] == "reference" and saved["table"]["none"]["role"] == "baseline"
     rows = {(r["measure"], r["baseline"]): r for r in saved["verdicts"]}
     assert set(rows) == {(m, b) for m in ("zeroshot", "probe 10%") for b in ("none", "text_only")}  # no pool_real
@@ -205,7 +206,7 @@ def test_report_compares_baselines_only_and_is_byte_identical_on_rerun(tmp_path)
         ps = [rows[(measure, b)]["p_value"] for b in ("none", "text_only")]
         assert [rows[(measure, b)]["p_holm"] for b in ("none", "text_only")] == pytest.approx(holm(ps))
     md = first[1].decode()
-    assert "| `pool_real` (reference) |" in md and "Not evaluated (no scores): `intra`." in md
+    assert "| `pool_real` (reference) |" in md and "Not evaluated (no scores): `intra`, `inter`." in md
     assert "then the mean over seeds" in md and "| probe 10% | `none` |" in md
     assert "| zeroshot | `none` |" in md and "PairAug beats" in md
 

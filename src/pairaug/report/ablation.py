@@ -80,8 +80,10 @@ def scores_path(eval_dir: str | Path, mix: str) -> Path:
 
 
 def load_scores(eval_dir: str | Path, mixes: list[str]) -> dict[str, pd.DataFrame]:
-    """The scores table of each mix that has one (a missing one is a missing mix)."""
-    return {mix: read_scores(scores_path(eval_dir, mix)) for mix in mixes if scores_path(eval_dir, mix).exists()}
+    """The scores table of each mix that has a non-empty one (otherwise the mix is missing: no model
+    of it was evaluated)."""
+    tables = {mix: read_scores(scores_path(eval_dir, mix)) for mix in mixes if scores_path(eval_dir, mix).exists()}
+    return {mix: df for mix, df in tables.items() if len(df)}
 
 
 @dataclass
