@@ -1,4 +1,6 @@
-"""DVC stage `evaluate@<mix>`: zero-shot and linear-probe AUCs of the mix's models on the test split.
+"""DVC stage `evaluate@<mix>`: zero-shot and linear-probe AUCs of the mix's models on the test split,
+and the per-test-image scores behind them for the report's bootstrap (`data/eval/<mix>/scores.parquet`:
+per-image data, a DVC-cached output rather than a committed metric).
 
 Usage: python stages/evaluate.py <mix>
 """
@@ -7,7 +9,7 @@ import sys
 
 from pairaug.errors import ParamError
 from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
-from pairaug.io import write_json
+from pairaug.io import write_json, write_parquet
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.tracking.runs import log_evaluate
@@ -21,9 +23,10 @@ def main() -> None:
     params = load_params()
     cfg = section(EvaluateConfig, params, "evaluate")
     tracking = section(TrackingConfig, params, "tracking")
-    result, roc = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))
+    result, roc, scores = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))
     write_json(f"metrics/eval/{mix}.json", {"mix": mix, **result})
     write_json(f"metrics/eval/roc/{mix}.json", roc)
+    write_parquet(scores, f"data/eval/{mix}/scores.parquet")
     # Into the run pretrain@<mix> logged (found by tags); a failure to log only warns.
     log_evaluate(mix, tracking, f"models/vlp/{mix}", result, roc)
 

@@ -1,6 +1,6 @@
-"""DVC stage `report`: the ablation table over mixes, a t-SNE of real vs synthetic, and galleries."""
+"""DVC stage `report`: the ablation table over mixes (patient-bootstrap CIs, paired verdicts), a t-SNE of
+real vs synthetic, and galleries."""
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +9,7 @@ from pairaug.data.mixes import read_mixes
 from pairaug.data.schema import read_pairs
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
-from pairaug.report.ablation import write_report
+from pairaug.report.ablation import ReportConfig, write_report
 from pairaug.report.figures import gallery_html, tsne_figure
 from pairaug.stage import run_stage
 
@@ -17,20 +17,11 @@ PREPARED = Path("data/prepared/pairs.parquet")
 PRUNED = Path("data/pruned")
 
 
-@dataclass
-class ReportConfig:
-    tsne_per_set: int = 300  # points per set (real, inter, intra) in the t-SNE
-    gallery_pairs: int = 24  # pairs per branch in each gallery
-
-
 def main() -> None:
     params = load_params()
     cfg = section(ReportConfig, params, "report")
-    fractions = [f"{f * 100:g}%" for f in params.get("evaluate", {}).get("probe_fractions", [0.01, 0.1, 1.0])]
     seed = params.get("seed", 0)
-    seeds = (params.get("pretrain") or {}).get("seeds", [0])  # `pretrain.seeds`, as dvc.yaml declares
-    write_report(list(read_mixes(params)), len(seeds), fractions, "metrics/eval", "metrics/ablation.md",
-                 "metrics/ablation.json")
+    write_report(list(read_mixes(params)), cfg, seed, "data/eval", "metrics/ablation.md", "metrics/ablation.json")
 
     real = read_pairs(PREPARED)
     train = real[real["split"] == "train"]

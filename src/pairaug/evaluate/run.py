@@ -1,4 +1,5 @@
-"""The `evaluate@mix` stage's logic: zero-shot and linear-probe AUCs of every seed's model of a mix."""
+"""The `evaluate@mix` stage's logic: zero-shot and linear-probe AUCs of every seed's model of a mix,
+and the per-test-image scores behind them (what the report's patient bootstrap resamples)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pairaug.evaluate.label_sets import LabelSetConfig, load_label_set
 from pairaug.measurement.encoder import ImageEncoding, VisionLanguageModel
 from pairaug.measurement.images import load_split_images
 from pairaug.measurement.linear_probe import linear_probe
+from pairaug.measurement.scores import SCORE_COLUMNS, ZEROSHOT_KIND, probe_kind
 from pairaug.measurement.zeroshot import (
     ZeroShotPrompts,
     auc_per_label,
@@ -44,19 +46,30 @@ def evaluable_labels(df: pd.DataFrame) -> list[str]:
 
 def evaluate_model(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, tuple[torch.Tensor, pd.DataFrame]],
                    seed: int, label_sets: dict[str, tuple[torch.Tensor, pd.DataFrame]] | None = None,
-                   ) -> tuple[dict, list[dict]]:
-    """Zero-shot and linear-probe AUCs on the test split (and each label set); ROC rows of the test split."""
+                   ) -> tuple[dict, list[dict], pd.DataFrame]:
+    """Zero-shot and linear-probe AUCs on the test split (and each label set); ROC rows and per-image
+    scores (`score_rows`) of the test split."""
     encoded = {name: vlp.encode(imgs) for name, (imgs, _) in splits.items()}  # each image through the tower once
-    result, roc = score_set(vlp, cfg, splits, encoded, encoded["test"], splits["test"][1], seed)
+    test = score_set(vlp, cfg, splits, encoded, encoded["test"], splits["test"][1], seed)
+    result = test.result
     for name, (images, rows) in (label_sets or {}).items():
         result.setdefault("label_sets", {})[name] = score_set(vlp, cfg, splits, encoded, vlp.encode(images), rows,
-                                                              seed)[0]
-    return result, roc
+                                                              seed).result
+    return result, roc_points(test.probs, test.targets, test.labels), score_rows(splits["test"][1], test)
+
+
+@dataclass
+class SetScores:
+    """One evaluation set's AUCs (`result`) and the per-image scores behind them."""
+    result: dict
+    labels: list[str]
+    targets: dict[str, np.ndarray]
+    probs: np.ndarray  # (N, labels) zero-shot probabilities
+    probe_scores: dict[str, dict[str, np.ndarray]]  # fraction → label → (N,) probe decision score
 
 
 def score_set(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, tuple[torch.Tensor, pd.DataFrame]],
-              encoded: dict[str, ImageEncoding], images: ImageEncoding, rows: pd.DataFrame, seed: int
-              ) -> tuple[dict, list[dict]]:
+              encoded: dict[str, ImageEncoding], images: ImageEncoding, rows: pd.DataFrame, seed: int) -> SetScores:
     """One evaluation set: zero-shot AUCs, and probe AUCs of heads trained on the prepared train split."""
     labels = evaluable_labels(rows)
     targets = binary_targets(rows, labels)
@@ -67,10 +80,23 @@ def score_set(vlp: VisionLanguageModel, cfg: EvaluateConfig, splits: dict[str, t
     probe = linear_probe(encoded["train"].features, binary_targets(splits["train"][1], labels), encoded["valid"].features,
                          binary_targets(splits["valid"][1], labels), images.features, targets, labels,
                          cfg.probe_fractions, seed, cfg.probe_draws)
-    probe_means = {frac: _mean([v for k, v in aucs.items() if k in COMPETITION_LABELS]) for frac, aucs in probe.items()}
+    probe_means = {frac: _mean([v for k, v in aucs.items() if k in COMPETITION_LABELS])
+                   for frac, aucs in probe.auc.items()}
     result = {"zeroshot": {"auc": zs, "mean_auc": _mean(competition)},
-              "linear_probe": {"auc": probe, "mean_auc": probe_means}}
-    return result, roc_points(probs, targets, labels)
+              "linear_probe": {"auc": probe.auc, "mean_auc": probe_means}}
+    return SetScores(result, labels, targets, probs, probe.scores)
+
+
+def score_rows(rows: pd.DataFrame, scored: SetScores) -> pd.DataFrame:
+    """The set's rows of the scores table (`pairaug.measurement.scores`; all but `seed`), per kind and
+    label in the set's row order."""
+    kinds = {ZEROSHOT_KIND: {label: scored.probs[:, j] for j, label in enumerate(scored.labels)},
+             **{probe_kind(frac): per_label for frac, per_label in scored.probe_scores.items()}}
+    parts = [pd.DataFrame({"kind": kind, "label": label, "pair_id": rows["pair_id"].to_numpy(),
+                           "patient_id": rows["patient_id"].to_numpy(), "y": scored.targets[label].astype(np.int8),
+                           "score": np.asarray(score, dtype=np.float64)})
+             for kind, per_label in kinds.items() for label, score in per_label.items()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SCORE_COLUMNS[1:])
 
 
 def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFrame]]:
@@ -80,17 +106,23 @@ def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFr
             for split, part in ((s, pairs[pairs["split"] == s]) for s in ("train", "valid", "test"))}
 
 
-def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int) -> tuple[dict, list[dict]]:
-    """Evaluate every seed-<s>/ model under `mix_dir`; mean ± std over seeds."""
+def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int
+                 ) -> tuple[dict, list[dict], pd.DataFrame]:
+    """Evaluate every seed-<s>/ model under `mix_dir`: the results per seed with mean ± std over seeds,
+    the ROC rows, and the per-test-image scores table (`pairaug.measurement.scores`)."""
     splits = load_splits(prepared)
     size = int(splits["test"][0].shape[-1])  # label sets get the prepared images' size
     label_sets = {name: load_label_set(set_cfg, size) for name, set_cfg in cfg.label_sets.items()}
-    per_seed, roc = {}, []
+    per_seed, roc, scores = {}, [], []
     for folder in sorted(Path(mix_dir).glob("seed-*")):
-        result, rows = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed, label_sets)
-        per_seed[folder.name.removeprefix("seed-")] = result
-        roc += [{**r, "seed": folder.name.removeprefix("seed-")} for r in rows]
-    return {"seeds": per_seed, "summary": summarise(per_seed)}, roc
+        model_seed = folder.name.removeprefix("seed-")
+        result, rows, seed_scores = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed,
+                                                   label_sets)
+        per_seed[model_seed] = result
+        roc += [{**r, "seed": model_seed} for r in rows]
+        scores.append(seed_scores.assign(seed=model_seed)[SCORE_COLUMNS])
+    table = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame(columns=SCORE_COLUMNS)
+    return {"seeds": per_seed, "summary": summarise(per_seed)}, roc, table
 
 
 def summarise(per_seed: dict[str, dict]) -> dict:

@@ -1,134 +1,280 @@
-"""The `report` stage's logic: the ablation table over mixes, and the verdict PairAug vs each baseline.
+"""The `report` stage's logic: the ablation table over mixes with bootstrap CIs, and the verdict
+PairAug vs each baseline from paired bootstrap differences.
 
-The table is mix × zero-shot mean AUC (CheXpert competition labels), per-label zero-shot AUC and
-linear-probe mean AUC at each train fraction, as mean ± std over `pretrain.seeds`. The verdict
-compares PairAug with every other mix on the zero-shot mean AUC and says whether the difference is
-larger than the seed-to-seed noise (Welch's t-test where there are ≥ 2 seeds per mix).
+Input: each mix's per-test-image scores, `data/eval/<mix>/scores.parquet` (`evaluate@<mix>`), per
+model seed, kind (zero-shot probability; linear-probe decision score at each train fraction), label
+and test image. Every figure is an AUC (per label, and the mean over the five CheXpert competition
+labels) recomputed from these scores; for a probe fraction drawn several times it is the AUC of the
+draw-averaged score, which can differ a little from `metrics/eval`'s mean of the draws' AUCs.
+
+Statistics (`report` params `bootstrap_resamples`, `ci`, `reference_mixes`; the shared `seed`):
+
+- **Resampling unit: the test patient.** A resample draws as many test patients as there are, with
+  replacement; all of a drawn patient's images come along (a cluster bootstrap: images of one
+  patient are not independent). The resamples are drawn once, from `seed`, and shared by every
+  mix, model seed, kind and label: every comparison is on the same resamples (paired).
+- **Seeds.** On each resample, the AUC of each model seed, then the mean over the seeds. The figure
+  is the seed-mean AUC on the full test split; its CI is the percentile interval of the resampled
+  seed-means. The CI is the test-patient sampling error of the seed-averaged model: averaging the
+  seeds damps training noise in the estimate, but the seeds themselves are not resampled, so
+  between-seed spread is not added to the CI; it is reported beside it (`seed_sd`, the standard
+  deviation over seeds of the full-split AUC).
+- **The mean over labels** is taken on each resample (over the competition labels this kind scores
+  on every seed); a resample where some label has no positive or no negative patient is undefined
+  and left out (`resamples` counts those used).
+- **PairAug vs each baseline**: on each resample, PairAug's seed-mean minus the baseline's; the delta
+  is the full-split difference, the CI the percentile interval of the resampled differences, the
+  p-value two-sided from the resampled differences (`stats.bootstrap_p`), Holm-corrected over the
+  baselines compared on that measure (zero-shot mean, and each probe fraction's mean). Mixes in
+  `reference_mixes` (e.g. `pool_real`) are reported, not compared. A verdict says "beats" / "loses
+  to" only when the paired CI excludes 0 on that side and the Holm p is below 1 − ci; otherwise
+  "no difference shown".
 """
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pairaug.data.schema import COMPETITION_LABELS
+from pairaug.errors import InputError, ParamError
+from pairaug.measurement.scores import ZEROSHOT_KIND, kind_order, read_scores
+from pairaug.params import positive
+from pairaug.report.stats import bootstrap_p, holm, patient_resamples, percentile_ci, verdict, weighted_auc
 
 PAIRAUG = "pairaug"
+SEEDS_COMBINED = ("on each bootstrap resample of the test patients, the AUC of each model seed, then the mean over "
+                  "seeds (the CI is the test-patient sampling error of the seed-averaged model; the spread between "
+                  "seeds is given as seed_sd, not resampled)")
 
 
-def load_eval(metrics_dir: str | Path, mixes: list[str]) -> dict[str, dict]:
-    out = {}
-    for mix in mixes:
-        path = Path(metrics_dir) / f"{mix}.json"
-        if path.exists():
-            out[mix] = json.loads(path.read_text())
+@dataclass
+class ReportConfig:
+    tsne_per_set: int = 300  # points per set (real, inter, intra) in the t-SNE
+    gallery_pairs: int = 24  # pairs per branch in each gallery
+    bootstrap_resamples: int = 1000  # resamples of the test patients behind every CI and p-value
+    ci: float = 0.95  # coverage of the CIs; verdicts need Holm p < 1 - ci
+    reference_mixes: list[str] = field(default_factory=lambda: ["pool_real"])  # reported, never compared
+
+    def validate(self, prefix: str) -> None:
+        positive(prefix, tsne_per_set=self.tsne_per_set, gallery_pairs=self.gallery_pairs,
+                 bootstrap_resamples=self.bootstrap_resamples)
+        if not 0 < self.ci < 1:
+            raise ParamError(f"{prefix}.ci", f"must be strictly between 0 and 1, got {self.ci!r}")
+
+
+@dataclass
+class Measure:
+    """One figure of one mix: its full-split value, its value on each resample, and per seed."""
+    value: float
+    resampled: np.ndarray  # (resamples,), NaN where undefined
+    seed_values: list[float]
+
+
+def scores_path(eval_dir: str | Path, mix: str) -> Path:
+    return Path(eval_dir) / mix / "scores.parquet"
+
+
+def load_scores(eval_dir: str | Path, mixes: list[str]) -> dict[str, pd.DataFrame]:
+    """The scores table of each mix that has a non-empty one (otherwise the mix is missing: no model
+    of it was evaluated)."""
+    tables = {mix: read_scores(scores_path(eval_dir, mix)) for mix in mixes if scores_path(eval_dir, mix).exists()}
+    return {mix: df for mix, df in tables.items() if len(df)}
+
+
+@dataclass
+class EvalImages:
+    """The test images every mix was scored on: ids, patient ids, and each one's patient column in the counts."""
+    pair_ids: pd.Index
+    patient_ids: np.ndarray
+    patient_of_image: np.ndarray
+    n_patients: int
+
+
+def eval_images(scores: dict[str, pd.DataFrame], eval_dir: str | Path) -> EvalImages:
+    """The test images and their patients, from the first mix's table."""
+    first_mix = next(iter(scores))
+    images = scores[first_mix][["pair_id", "patient_id"]].drop_duplicates().sort_values("pair_id")
+    if images["pair_id"].duplicated().any():
+        dup = images["pair_id"][images["pair_id"].duplicated()].iloc[0]
+        raise InputError(f"test image {dup!r} has two patient ids", file=scores_path(eval_dir, first_mix),
+                         field="patient_id")
+    patient_ids = images["patient_id"].to_numpy(dtype=str)
+    patients, codes = np.unique(patient_ids, return_inverse=True)
+    return EvalImages(pd.Index(images["pair_id"].to_numpy(dtype=str)), patient_ids, codes, len(patients))
+
+
+def attach_images(df: pd.DataFrame, images: EvalImages, path: Path) -> pd.DataFrame:
+    """`df` with each row's `image` (index into `images`), checked: every (seed, kind, label) scores
+    each test image once, with the same patient as the first mix, or paired resamples would not pair
+    (an InputError names the table)."""
+    image = images.pair_ids.get_indexer(df["pair_id"].to_numpy(dtype=str))
+    group = df.groupby(["seed", "kind", "label"], sort=False).ngroup().to_numpy()
+    n = len(images.pair_ids)
+    if (image < 0).any() or len(df) != (group.max() + 1) * n or (np.bincount(group * n + image) != 1).any():
+        raise InputError("its test images differ from the first mix's (evaluate every mix on the same prepared "
+                         "data)", file=path, field="pair_id")
+    moved = images.patient_ids[image] != df["patient_id"].to_numpy(dtype=str)
+    if moved.any():
+        raise InputError(f"image {df['pair_id'].iloc[int(np.argmax(moved))]!r} has another patient than in the "
+                         "first mix's table", file=path, row=int(np.argmax(moved)), field="patient_id")
+    return df.assign(image=image)
+
+
+def mix_measures(df: pd.DataFrame, images: EvalImages, weights: np.ndarray) -> dict[str, dict]:
+    """{kind: {"labels": {label: Measure}, "mean": Measure or None}} for one mix's scores (with `image`);
+    `weights`: patient counts, row 0 all ones (the full split), then one row per resample."""
+    per_label: dict[str, dict[str, list[np.ndarray]]] = {}
+    for (kind, label, _seed), part in df.groupby(["kind", "label", "seed"], sort=True):
+        patient = images.patient_of_image[part["image"].to_numpy()]
+        auc = weighted_auc(part["score"].to_numpy(), part["y"].to_numpy(), patient, weights)
+        per_label.setdefault(kind, {}).setdefault(label, []).append(auc)
+    out: dict[str, dict] = {}
+    for kind in sorted(per_label, key=kind_order):
+        labels = {label: _measure(np.stack(seeds)) for label, seeds in sorted(per_label[kind].items())}
+        # The mean over the competition labels this kind scores on every seed.
+        comp = [labels[lb] for lb in COMPETITION_LABELS if lb in labels and math.isfinite(labels[lb].value)]
+        mean = None
+        if comp:
+            mean = Measure(float(np.mean([m.value for m in comp])), np.mean([m.resampled for m in comp], axis=0),
+                           [float(v) for v in np.mean([m.seed_values for m in comp], axis=0)])
+        out[kind] = {"labels": labels, "mean": mean}
     return out
 
 
-def _seed_values(result: dict, *keys: str) -> list[float]:
-    values = []
-    for seed_result in result["seeds"].values():
-        v = seed_result
-        for k in keys:
-            v = v.get(k) if isinstance(v, dict) else None
-        if isinstance(v, (int, float)):
-            values.append(float(v))
-    return values
+def _measure(per_seed: np.ndarray) -> Measure:
+    """(seeds, 1 + resamples) AUCs → the seed-mean on the full split and on each resample."""
+    mean = per_seed.mean(axis=0)
+    return Measure(float(mean[0]), mean[1:], [float(v) for v in per_seed[:, 0]])
 
 
-def _stat(values: list[float]) -> dict | None:
-    if not values:
+def _summary(m: Measure | None, ci: float) -> dict | None:
+    if m is None or not math.isfinite(m.value):
         return None
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "n": len(values), "values": values}
+    interval = percentile_ci(m.resampled, ci)
+    return {"auc": m.value, "ci": list(interval) if interval else None,
+            "seed_sd": float(np.std(m.seed_values, ddof=1)) if len(m.seed_values) > 1 else None,
+            "resamples": int(np.isfinite(m.resampled).sum())}
 
 
-def ablation(results: dict[str, dict], fractions: list[str]) -> dict:
-    """Per mix: zero-shot mean / per label, linear probe per fraction (mean ± std over seeds)."""
+def compare(measures: dict[str, dict], baselines: list[str], ci: float) -> list[dict]:
+    """PairAug minus each baseline on the same resamples, per kind's label mean; Holm over the baselines."""
+    rows = []
+    ours = measures[PAIRAUG]
+    for kind in sorted(ours, key=kind_order):
+        family = []
+        for mix in baselines:
+            a, b = ours[kind]["mean"], measures[mix].get(kind, {}).get("mean")
+            if a is None or b is None or not (math.isfinite(a.value) and math.isfinite(b.value)):
+                continue
+            diff = a.resampled - b.resampled
+            interval = percentile_ci(diff, ci)
+            family.append({"measure": kind, "baseline": mix, "delta": a.value - b.value,
+                           "ci": list(interval) if interval else None, "p_value": bootstrap_p(diff),
+                           "resamples": int(np.isfinite(diff).sum())})
+        for row, p_holm in zip(family, holm([r["p_value"] for r in family])):
+            row["p_holm"] = p_holm
+            row["verdict"] = verdict(tuple(row["ci"]) if row["ci"] else None, p_holm, 1 - ci)
+        rows += family
+    return rows
+
+
+def ablation(scores: dict[str, pd.DataFrame], cfg: ReportConfig, seed: int, eval_dir: str | Path = "") -> dict:
+    """The table (per mix, per kind: mean and per-label AUC with CI) and the verdict rows."""
+    if not scores:
+        return {"table": {}, "verdicts": [], "test_images": 0, "test_patients": 0}
+    images = eval_images(scores, eval_dir)
+    counts = patient_resamples(images.n_patients, cfg.bootstrap_resamples, np.random.default_rng(seed))
+    # Row 0: every patient once (the full split's figure), computed in the same pass as the resamples.
+    weights = np.ascontiguousarray(np.vstack([np.ones(images.n_patients), counts]).T).T
+    measures = {mix: mix_measures(attach_images(df, images, scores_path(eval_dir, mix)), images, weights)
+                for mix, df in scores.items()}
     table = {}
-    for mix, res in results.items():
-        table[mix] = {
-            "zeroshot_mean": _stat(_seed_values(res, "zeroshot", "mean_auc")),
-            "zeroshot": {label: _stat(_seed_values(res, "zeroshot", "auc", label)) for label in COMPETITION_LABELS},
-            "linear_probe": {f: _stat(_seed_values(res, "linear_probe", "mean_auc", f)) for f in fractions},
-        }
-    return table
+    for mix, kinds in measures.items():
+        table[mix] = {"role": ("method" if mix == PAIRAUG else "reference" if mix in cfg.reference_mixes
+                               else "baseline"),
+                      "seeds": sorted(scores[mix]["seed"].unique().tolist(), key=_seed_key),
+                      **{kind: {"mean": _summary(k["mean"], cfg.ci),
+                                "labels": {lb: _summary(m, cfg.ci) for lb, m in k["labels"].items()}}
+                         for kind, k in kinds.items()}}
+    baselines = [m for m, row in table.items() if row["role"] == "baseline"]
+    verdict_rows = compare(measures, baselines, cfg.ci) if PAIRAUG in measures else []
+    return {"table": table, "verdicts": verdict_rows, "test_images": len(images.pair_ids),
+            "test_patients": images.n_patients}
 
 
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value (None with fewer than 2 values on a side)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy import stats
-
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 0.0 if np.mean(a) != np.mean(b) else 1.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+def _seed_key(seed: str) -> tuple[int, str]:
+    return (int(seed), "") if str(seed).isdigit() else (1 << 30, str(seed))
 
 
-def verdicts(table: dict) -> list[dict]:
-    """PairAug against every other mix on the zero-shot mean AUC."""
-    if PAIRAUG not in table or table[PAIRAUG]["zeroshot_mean"] is None:
-        return []
-    ours = table[PAIRAUG]["zeroshot_mean"]
-    out = []
-    for mix, row in table.items():
-        if mix == PAIRAUG or row["zeroshot_mean"] is None:
-            continue
-        theirs = row["zeroshot_mean"]
-        delta = ours["mean"] - theirs["mean"]
-        p = welch_p(ours["values"], theirs["values"])
-        noise = math.hypot(ours["std"], theirs["std"])
-        if p is not None:
-            significant = p < 0.05
-        else:
-            significant = False  # one seed: no estimate of the noise, so no claim either way
-        verdict = ("beats" if delta > 0 else "loses to") if significant else (
-            "ahead of (within noise)" if delta > 0 else "behind (within noise)")
-        out.append({"baseline": mix, "delta": delta, "p_value": p, "seed_noise": noise, "verdict": verdict,
-                    "significant": significant})
-    return out
-
-
-def _fmt(stat: dict | None) -> str:
-    if stat is None:
+def _cell(s: dict | None) -> str:
+    if s is None:
         return "–"
-    return f"{stat['mean']:.3f} ± {stat['std']:.3f}" if stat["n"] > 1 else f"{stat['mean']:.3f}"
+    return f"{s['auc']:.3f} [{s['ci'][0]:.3f}, {s['ci'][1]:.3f}]" if s["ci"] else f"{s['auc']:.3f}"
 
 
-def ablation_markdown(table: dict, fractions: list[str], verdict_rows: list[dict], seeds: int) -> str:
-    short = {"Atelectasis": "Atel.", "Cardiomegaly": "Cardio.", "Consolidation": "Consol.", "Edema": "Edema",
-             "Pleural Effusion": "Effusion"}
-    head = ["mix", "zero-shot mean AUC", *[short[label] for label in COMPETITION_LABELS],
-            *[f"probe {f}" for f in fractions]]
-    lines = [f"Mean ± std over {seeds} seed(s); zero-shot and probe AUCs on the phantom test split "
-             "(probe: mean over the five CheXpert competition labels).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _p(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+SHORT = {"Atelectasis": "Atel.", "Cardiomegaly": "Cardio.", "Consolidation": "Consol.", "Edema": "Edema",
+         "Pleural Effusion": "Effusion"}
+
+
+def ablation_markdown(report: dict, cfg: ReportConfig, missing: list[str]) -> str:
+    table, rows = report["table"], report["verdicts"]
+    kinds = sorted({k for row in table.values() for k in row if k not in ("role", "seeds")}, key=kind_order)
+    probes = [k for k in kinds if k != ZEROSHOT_KIND]
+    seeds = sorted({len(row["seeds"]) for row in table.values()})
+    pct = f"{cfg.ci * 100:g}%"
+    lines = [f"AUC on the test split ({report['test_images']} images, {report['test_patients']} patients) with "
+             f"{pct} CIs from {cfg.bootstrap_resamples} bootstrap resamples of the test patients (all of a "
+             "patient's images move together); zero-shot per label, and the mean over the five CheXpert "
+             "competition labels for zero-shot and each linear-probe train fraction.", "",
+             f"Seeds ({'/'.join(map(str, seeds)) or 0} per mix): {SEEDS_COMBINED}.", "",
+             "| mix | zero-shot mean AUC | seed sd | " + " | ".join(SHORT[lb] for lb in COMPETITION_LABELS) + " | "
+             + " | ".join(probes) + " |",
+             "|" + "---|" * (3 + len(COMPETITION_LABELS) + len(probes))]
     for mix, row in table.items():
-        cells = [f"`{mix}`", _fmt(row["zeroshot_mean"]), *[_fmt(row["zeroshot"][label]) for label in COMPETITION_LABELS],
-                 *[_fmt(row["linear_probe"][f]) for f in fractions]]
+        zs = row.get(ZEROSHOT_KIND, {"mean": None, "labels": {}})
+        sd = zs["mean"]["seed_sd"] if zs["mean"] and zs["mean"]["seed_sd"] is not None else None
+        name = f"`{mix}`" + (" (reference)" if row["role"] == "reference" else "")
+        cells = [name, _cell(zs["mean"]), "–" if sd is None else f"{sd:.3f}",
+                 *[_cell(zs["labels"].get(lb)) for lb in COMPETITION_LABELS],
+                 *[_cell(row.get(k, {}).get("mean")) for k in probes]]
         lines.append("| " + " | ".join(cells) + " |")
-    if verdict_rows:
-        lines += ["", "PairAug (zero-shot mean AUC) against each baseline:", ""]
-        for v in verdict_rows:
-            p = f"p = {v['p_value']:.3f}" if v["p_value"] is not None else "one seed, no test"
-            lines.append(f"- vs `{v['baseline']}`: {v['delta']:+.3f} ({p}) → PairAug {v['verdict']}")
+    if missing:
+        lines += ["", "Not evaluated (no scores): " + ", ".join(f"`{m}`" for m in missing) + "."]
+    if rows:
+        lines += ["", f"PairAug against each baseline (mean AUC over the competition labels; paired difference on "
+                  f"the same resamples, {pct} CI, two-sided bootstrap p, Holm-corrected over the baselines of "
+                  f"each measure; \"beats\" / \"loses to\" when the CI excludes 0 and Holm p < "
+                  f"{1 - cfg.ci:.2g}):", "",
+                  f"| measure | baseline | Δ AUC | {pct} CI | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
+        for v in rows:
+            interval = f"[{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" if v["ci"] else "–"
+            lines.append(f"| {v['measure']} | `{v['baseline']}` | {v['delta']:+.3f} | {interval} | {_p(v['p_value'])} "
+                         f"| {_p(v['p_holm'])} | PairAug {v['verdict']} |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(mixes: list[str], seeds: int, fractions: list[str], eval_dir: str | Path,
-                 out_md: str | Path, out_json: str | Path) -> dict:
-    """Gather metrics/eval/<mix>.json into the ablation table (Markdown + JSON)."""
+def write_report(mixes: list[str], cfg: ReportConfig, seed: int, eval_dir: str | Path, out_md: str | Path,
+                 out_json: str | Path) -> dict:
+    """Gather data/eval/<mix>/scores.parquet into the ablation table and verdicts (Markdown + JSON)."""
     from pairaug.io import atomic_path, write_json
 
-    results = load_eval(eval_dir, mixes)
-    missing = [m for m in mixes if m not in results]
-    table = ablation(results, fractions)
-    verdict_rows = verdicts(table)
-    write_json(out_json, {"table": table, "verdicts": verdict_rows, "missing_mixes": missing, "seeds": seeds})
+    scores = load_scores(eval_dir, mixes)
+    missing = [m for m in mixes if m not in scores]
+    report = ablation(scores, cfg, seed, eval_dir)
+    settings = {"bootstrap_resamples": cfg.bootstrap_resamples, "ci": cfg.ci, "seed": seed,
+                "reference_mixes": cfg.reference_mixes, "resampling_unit": "test patient",
+                "seeds_combined": SEEDS_COMBINED}
+    md = ablation_markdown(report, cfg, missing)  # before any write: a failure leaves both files as they were
+    write_json(out_json, {**report, "missing_mixes": missing, "settings": settings})
     with atomic_path(out_md) as tmp:
-        tmp.write_text(ablation_markdown(table, fractions, verdict_rows, seeds))
-    return {"table": table, "verdicts": verdict_rows}
+        tmp.write_text(md)
+    return report

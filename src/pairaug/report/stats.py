@@ -1,0 +1,123 @@
+"""Cluster-bootstrap statistics over test patients: AUCs per resample, percentile CIs, paired
+differences, bootstrap p-values and Holm's correction.
+
+A resample draws as many patients as the test split holds, with replacement; every image of a drawn
+patient comes along, once per draw. Rather than copying images, a resample is a vector of patient
+counts (one multinomial draw), and an image's weight in that resample is its patient's count. The AUC
+of a weighted sample is the weighted Mann–Whitney statistic
+
+    AUC = Σ_{i pos, j neg} w_i w_j ([s_i > s_j] + ½ [s_i = s_j]) / (Σ_pos w_i · Σ_neg w_j),
+
+which equals the plain AUC of the sample with each image repeated w times (ties counted half, as
+scikit-learn's `roc_auc_score`). The scores are sorted once; one sparse product of an (image block ×
+patient) incidence matrix with the patient counts then gives, for all resamples at once, the weight of
+the positives in each tie group and of the negatives below and tied with it, and one cumulative sum
+the Mann–Whitney count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+
+def patient_resamples(n_patients: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, n_patients) float counts: how often each patient is drawn in each resample."""
+    if n_patients < 1:
+        return np.zeros((resamples, 0))
+    draws = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=resamples)
+    # Stored patient-major, so `weighted_auc`'s (patients × resamples) product needs no copy per call.
+    return np.ascontiguousarray(draws.T, dtype=np.float64).T
+
+
+def weighted_auc(scores: np.ndarray, y: np.ndarray, patient: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(resamples,) AUC of `scores` against binary `y` under each row of patient `counts` (resamples ×
+    patients), an image weighing the count of its `patient` (a column index into `counts`); NaN where
+    a resample holds no positive or no negative image, or where any score is NaN."""
+    scores, y = np.asarray(scores, dtype=np.float64), np.asarray(y).astype(bool)
+    patient = np.asarray(patient)
+    if not y.any() or y.all() or np.isnan(scores).any():
+        return np.full(len(counts), np.nan)
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, positive, patient = scores[order], y[order], patient[order]
+    group = np.cumsum(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]) - 1  # tie group of each image
+    pos_groups = _runs(group[positive])[0]  # tie groups holding a positive, ascending score
+    k = np.searchsorted(pos_groups, group)  # each image's first positive group at or above it
+    tied = np.zeros(len(group), dtype=bool)
+    inside = k < len(pos_groups)
+    tied[inside] = pos_groups[k[inside]] == group[inside]
+    # Negatives fall into slots: 2k = strictly between positive groups k-1 and k, 2k+1 = tied with
+    # positive group k. Only the slots that hold a negative become rows (R of them), so the cumulative
+    # sum runs over at most 2·min(positives, negatives) + 1 rows. Slots ascend with the score.
+    slots, neg_row = _runs(np.where(tied, 2 * k + 1, 2 * k)[~positive])
+    n_rows = len(slots)
+    # Positives: grouped by the last negative row strictly below them (−1: none, row n_rows), and once
+    # more, for positive groups with tied negatives, by that tie row (rows after 2·n_rows + 1).
+    below = np.searchsorted(slots, 2 * k[positive], side="right") - 1  # slots ≤ 2k lie below group k
+    tie_slot = 2 * k[positive] + 1
+    tie_at = np.searchsorted(slots, tie_slot)
+    has_tie = (tie_at < n_rows) & (slots[np.minimum(tie_at, n_rows - 1)] == tie_slot)
+    tie_rows, tie_index = _runs(tie_at[has_tie])
+    rows = np.concatenate([neg_row, n_rows + 1 + below, 2 * n_rows + 1 + tie_index])
+    cols = np.concatenate([patient[~positive], patient[positive], patient[positive][has_tie]])
+    incidence = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                  shape=(2 * n_rows + 1 + len(tie_rows), counts.shape[1]))
+    sums = incidence @ counts.T  # (rows, resamples): the patients' counts summed per row
+    neg, pos_by_below, pos_by_tie = sums[:n_rows], sums[n_rows:2 * n_rows + 1], sums[2 * n_rows + 1:]
+    neg_cum = np.cumsum(neg, axis=0)
+    wins = (pos_by_below[1:] * neg_cum).sum(axis=0) + 0.5 * (pos_by_tie * neg[tie_rows]).sum(axis=0)
+    pairs = pos_by_below.sum(axis=0) * neg_cum[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, wins / pairs, np.nan)
+
+
+def _runs(ascending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(..., return_inverse=True) of an ascending array, in one pass."""
+    starts = np.r_[True, ascending[1:] != ascending[:-1]] if len(ascending) else np.zeros(0, dtype=bool)
+    return ascending[starts], np.cumsum(starts) - 1
+
+
+def percentile_ci(values: np.ndarray, ci: float) -> tuple[float, float] | None:
+    """The percentile interval holding `ci` of the finite values (numpy's linear quantiles); None if none."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    lo, hi = np.quantile(values, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_p(differences: np.ndarray) -> float | None:
+    """Two-sided bootstrap p-value of a zero difference: twice the smaller tail share of resampled
+    differences at or beyond 0, each share (1 + count) / (1 + resamples) so it is never 0; capped at 1."""
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return None
+    below = (1 + np.count_nonzero(d <= 0)) / (1 + len(d))
+    above = (1 + np.count_nonzero(d >= 0)) / (1 + len(d))
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values, in the input order (None stays None, not counted)."""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))  # monotone: never below a smaller p's adjustment
+        adjusted[i] = running
+    return adjusted
+
+
+def verdict(ci: tuple[float, float] | None, p_holm: float | None, alpha: float) -> str:
+    """Words from the paired CI: "beats" / "loses to" when the CI excludes 0 on that side and the
+    Holm-corrected p is below `alpha`; otherwise "no difference shown"."""
+    if ci is None or p_holm is None or p_holm >= alpha:
+        return "no difference shown"
+    if ci[0] > 0:
+        return "beats"
+    if ci[1] < 0:
+        return "loses to"
+    return "no difference shown"
