@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from rewrite_server import FakeLLM
+from rewrite_server import FakeLLM, default_answer
 
 from pairaug.data.schema import LABELS, empty_labels, pairs_frame
 from pairaug.errors import PairaugError
@@ -262,3 +262,16 @@ def test_a_dead_server_is_named_by_host_and_port(tmp_path):
     cfg = llm_cfg(tmp_path, f"http://127.0.0.1:{port}/v1", max_retries=0)
     out = preview(cfg, 0, "inter", report(0))
     assert out["status"] == "failed" and f"cannot reach 127.0.0.1:{port}" in out["reason"]
+
+
+def test_an_answer_that_repeats_the_source_report_is_no_rewrite(tmp_path):
+    """A backend that echoes the report (case and spacing aside) gives no new pair: status `unchanged`,
+    counted, never a candidate (the quality gate refuses a rewrite identical to its source)."""
+    pairs = make_pairs(tmp_path, [report(0), report(1)])
+    echo = lambda system, text: text.upper() if "number 0" in text else default_answer(system, text)  # noqa: E731
+    with FakeLLM(answer=echo) as server:
+        metrics = run_rewrite(llm_cfg(tmp_path, server.url), 0, pairs, tmp_path / "out", None, progress=False)
+    rows = pd.read_parquet(tmp_path / "out" / "inter.parquet").set_index("source_pair_id")
+    assert rows.at["p000", "status"] == "unchanged" and pd.isna(rows.at["p000", "report_new"])
+    assert rows.at["p001", "status"] == "ok"
+    assert metrics["unchanged"] == 1 and metrics["ok"] == 1

@@ -288,3 +288,19 @@ def test_stage_outputs_metrics_and_identical_bytes(tmp_path, phantom_reports):
     assert metrics["tasks"]["inter"]["retention"]["sentences_kept_share"] >= 0.95
     assert metrics["tasks"]["paraphrase"]["retention"]["label_facts_kept_share"] == 1.0
     assert metrics["tasks"]["inter"]["intent_match_share"] >= 0.95
+
+
+def test_a_paraphrase_the_rules_cannot_reword_is_marked_unchanged(tmp_path):
+    """This phantom report (from the default pipeline) has no rewording the paraphraser accepts: the row
+    is `unchanged`, not an `ok` copy of the source that the quality gate would refuse downstream."""
+    report = ("FINDINGS: Minimal left basilar atelectasis with volume loss. The heart is moderately enlarged. "
+              "No focal consolidation, pleural effusion or pneumothorax. IMPRESSION: Left basilar atelectasis and "
+              "moderate cardiomegaly.")
+    assert RulesRewriter(seed=0).rewrite("paraphrase", report, "af60765d60b31ef6").text == report  # the case itself
+    rows = [{"pair_id": "af60765d60b31ef6", "patient_id": "p", "study_id": "s", "split": "train",
+             "image": "images/x.png", "report": report, "view": "PA", **empty_labels(), "label_source": "phantom"}]
+    pairs_frame(rows).to_parquet(tmp_path / "pairs.parquet")
+    cfg = section(RewriteConfig, {"rewrite": {"tasks": ["paraphrase"], "min_retention": 0.0}}, "rewrite")
+    metrics = run_rewrite(cfg, 0, tmp_path / "pairs.parquet", tmp_path / "out", None, progress=False)
+    row = pd.read_parquet(tmp_path / "out/paraphrase.parquet").iloc[0]
+    assert row["status"] == "unchanged" and pd.isna(row["report_new"]) and metrics["unchanged"] == 1

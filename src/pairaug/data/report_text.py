@@ -313,3 +313,9 @@ TEMPORAL = re.compile(
     r"redemonstrat\w+|similar|no (?:significant |appreciable |substantial )?(?:interval )?change (?:in|of)|"
     r"not significantly changed|new|newly|increas\w+|decreas\w+|improv\w+|worsen\w+|progress\w+|"
     r"resolv\w+|interval|slightly|since (?:the )?(?:prior|previous) (?:study|exam\w*|radiograph))\b", re.I)
+
+
+def normalize_text(text: object) -> str:
+    """A report compared as text: case and runs of whitespace ignored (a "rewrite" equal to its source
+    under this is no rewrite)."""
+    return re.sub(r"\s+", " ", str(text)).strip().lower()

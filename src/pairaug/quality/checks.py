@@ -8,13 +8,13 @@ for which branch, how often — live only in the declarative suite (gx/expectati
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS
 from pairaug.io import sha256_file
 
@@ -48,10 +48,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
             return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - a real image that cannot be read has no expected size
         return None
-
-
-def normalize_text(text: object) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
 def label_states(values: pd.Series) -> np.ndarray:

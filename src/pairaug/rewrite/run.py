@@ -6,7 +6,8 @@ only the requests in flight, and a rerun requests only what is missing. After
 `rewrite.abort_after_failures` consecutive transient failures (server down) the run stops asking and
 records the rest as not attempted. Answers longer than `max_words` are cut at a sentence boundary;
 reports shorter than `min_words` are skipped. Every train pair gets a row: `ok`, `failed` (with the
-reason) or `skipped_short` — nothing is dropped silently.
+reason), `skipped_short` or `unchanged` (the answer is the source report itself: no new pair, and the
+quality gate would refuse it) — nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from pairaug.data import labeler
 from pairaug.data.labeler import label_report
+from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import PairaugError
 from pairaug.io import atomic_path, repo_root, stable_hash, write_json, write_parquet
@@ -119,6 +121,7 @@ class TaskStats:
     ok: int = 0
     failed: int = 0
     skipped_short: int = 0
+    unchanged: int = 0  # answers identical to their source report (case and spacing aside)
     truncated: int = 0
     requests: int = 0
     retries: int = 0
@@ -136,6 +139,7 @@ class TaskStats:
     def as_dict(self, cfg: RewriteConfig) -> dict:
         out = {
             "rows": self.rows, "ok": self.ok, "failed": self.failed, "skipped_short": self.skipped_short,
+            "unchanged": self.unchanged,
             "truncated": self.truncated, "requests": self.requests, "retries": self.retries,
             "cache_hits": self.cache_hits, "deduplicated": self.deduplicated,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -223,6 +227,11 @@ def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.Da
             continue
         answer = rw.rewrite(task, report, pair_id)
         text, truncated = limit_words(answer.text, cfg.max_words)
+        if normalize_text(text) == normalize_text(report):
+            stats.unchanged += 1
+            rows.append(_row(pair_id, task, None, None, "rules", rw.model, prompt, key, 0, 0, "unchanged",
+                             "the rewrite is the source report itself", False))
+            continue
         labels = label_report(text)
         stats.ok += 1
         stats.truncated += truncated
@@ -272,7 +281,11 @@ def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.D
                              f"report has {count_words(report)} words (< rewrite.min_words = {cfg.min_words})", False))
             continue
         a = answers.get(key)
-        if a is not None and a.status == "ok":
+        if a is not None and a.status == "ok" and normalize_text(ok_texts[key][0]) == normalize_text(report):
+            stats.unchanged += 1
+            rows.append(_row(pair_id, task, None, None, backend.name, backend.model, prompt, key, a.prompt_tokens,
+                             a.completion_tokens, "unchanged", "the rewrite is the source report itself", False))
+        elif a is not None and a.status == "ok":
             text, truncated = ok_texts[key]
             stats.ok += 1
             stats.truncated += truncated
@@ -451,6 +464,7 @@ def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, Tas
         "ok": total("ok"),
         "failures": total("failed"),
         "skipped_short": total("skipped_short"),
+        "unchanged": total("unchanged"),
         "truncated": total("truncated"),
         "requests": total("requests"),
         "retries": total("retries"),
