@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,16 @@ def test_the_curve_reads_each_experiments_metrics_from_its_ref(repo: Path):
 def test_a_size_without_an_experiment_is_named(repo: Path):
     with pytest.raises(InputError, match="curve-75"):
         collect(repo, [25, 75])
+
+
+def test_pairaug_curve_collect_writes_the_curve(repo: Path):
+    (repo / "dvc.yaml").write_text("stages: {}\n")  # the repository root pairaug finds
+    proc = subprocess.run([str(Path(sys.executable).parent / "pairaug"), "curve", "collect", "--sizes", "25", "200"],
+                          cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "DVC_ROOT"})
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((repo / "metrics/scarcity_probe_10.json").read_text())
+    assert [r["real_train_pairs"] for r in rows] == [41, 330] and rows[0]["pairaug"] == 0.8
+    missing = subprocess.run([str(Path(sys.executable).parent / "pairaug"), "curve", "collect", "--sizes", "75"],
+                             cwd=repo, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "curve-75" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
