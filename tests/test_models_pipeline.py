@@ -22,7 +22,7 @@ from pairaug.models.clip import features
 from pairaug.models.generator import load_generator
 from pairaug.models.scorer import ClipScorer, load_scorer
 from pairaug.models.tokenizer import EOS_ID
-from pairaug.params import section
+from pairaug.params import from_dict, section
 from pairaug.train.generator import GeneratorCheck, probe_check
 
 pytestmark = pytest.mark.slow
@@ -134,7 +134,7 @@ def test_model_metrics_are_what_the_saved_models_give(tiny_repo: Path):
     pipe = load_generator(tiny_repo / "models/generator")
     assert generator["params"] == sum(p.numel() for p in pipe.unet.parameters())
     assert generator["train_steps"] == TINY_PARAMS["generator"]["train"]["steps"]
-    check_cfg = section(GeneratorCheck, params["generator"], "check")
+    check_cfg = from_dict(GeneratorCheck, params["generator"]["check"], "generator.check")
     pool = pd.read_parquet(tiny_repo / "data/pool/pairs.parquet")
     again = {"split": "valid", **probe_check(pipe, pool, tiny_repo / "data/pool", pairs[pairs["split"] == "valid"],
                                              root, check_cfg, seed)}
