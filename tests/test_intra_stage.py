@@ -22,7 +22,7 @@ from pairaug.data.labeler import label_report
 from pairaug.data.phantom import iter_studies, render
 from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import InputError, ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha
+from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan
 from pairaug.generate.intra import (
     INTRA_COLUMNS,
     IntraConfig,
@@ -74,7 +74,7 @@ def run(cfg: IntraConfig, root: Path, prepared: Path, rewritten: Path, generator
 def check_contract(manifest: pd.DataFrame, out: Path, inversion: bool, cfg: IntraConfig) -> None:
     assert list(manifest.columns) == INTRA_COLUMNS
     assert INTRA_COLUMNS[:len(MANIFEST_COLUMNS)] == MANIFEST_COLUMNS
-    assert len(manifest) == N_PAIRS and manifest["pair_id"].is_unique
+    assert len(manifest) == N_PAIRS * cfg.candidates and manifest["pair_id"].is_unique
     assert (manifest["branch"] == "intra").all() and (manifest["inversion"] == inversion).all()
     assert (manifest["eta"] == cfg.eta).all() and (manifest["steps"] == cfg.steps).all()
     for _, row in manifest.iterrows():
@@ -104,7 +104,7 @@ def sd_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("init", ["noise", "inversion"])
 def test_external_stable_diffusion_folder_edits_in_latent_space(tmp_path, sd_folder, init):
     prepared, rewritten = write_inputs(tmp_path)
-    cfg = IntraConfig(steps=3, batch_size=4, init=init, self_max_positions=256)
+    cfg = IntraConfig(steps=3, batch_size=4, init=init, self_max_positions=256, candidates=1)
     seen = []
 
     def spy(module, args):  # a global forward pre-hook: what latents did the UNet see?
@@ -138,6 +138,16 @@ def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path
     cfg = IntraConfig(steps=3, batch_size=4, init="inversion")
     whole = run(cfg, tmp_path, prepared, rewritten, generator, "whole")
     check_contract(whole, tmp_path / "whole", True, cfg)
+    # cfg.candidates edits per report: candidate 0 keeps a single edit's id; the others start from the
+    # inversion with fresh noise mixed in, so their films differ from candidate 0's
+    edits = read_rewritten(rewritten)
+    single = plan("intra", edits, 0, generator_sha(generator), cfg)
+    first = whole[whole["candidate"] == 0].set_index("source_pair_id")
+    assert sorted(first["pair_id"]) == sorted(single["pair_id"])
+    for (src, _), group in whole.groupby(["source_pair_id", "report"]):
+        assert sorted(group["candidate"]) == list(range(cfg.candidates))
+        films = [load_gray(tmp_path / "whole" / rel).tobytes() for rel in group.sort_values("candidate")["image"]]
+        assert len(set(films)) == cfg.candidates, src
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
 
     # an interrupted run left chunk 0 behind; mark its images so a reuse is visible
