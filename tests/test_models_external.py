@@ -107,7 +107,7 @@ def test_stable_diffusion_folder_runs_inter_generate(tmp_path, tiny_repo, sd_fol
     repo = repo_with_inputs(tmp_path / "repo", tiny_repo,
                             {"generator": {"checkpoint": str(sd_folder), "check": {"reports": 8}},
                              "generate": {"resolution": 64}},
-                            "data/prepared", "data/rewritten", "models/scorer")
+                            "data/prepared", "data/pool", "data/rewritten", "models/scorer")
     inter = repo / "data/rewritten/inter.parquet"
     pd.read_parquet(inter).iloc[:20].to_parquet(inter)  # 20 reports are enough here: chunks of 8, 8 and 4
 
@@ -154,7 +154,7 @@ def test_stable_diffusion_folder_runs_inter_generate(tmp_path, tiny_repo, sd_fol
 
 def test_clip_folder_is_adopted_as_the_scorer(tmp_path, tiny_repo, clip_folder, monkeypatch):
     repo = repo_with_inputs(tmp_path / "repo", tiny_repo, {"scorer": {"checkpoint": str(clip_folder)}},
-                            "data/prepared")
+                            "data/prepared", "data/pool")
     run_stage_script(repo, "fit_scorer.py", monkeypatch=monkeypatch)
 
     assert sorted(p.name for p in (repo / "models/scorer").iterdir()) == [MARKER]  # nothing trained

@@ -58,7 +58,6 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target
                   scorer_dir: str | Path, out_dir: str | Path) -> dict:
     """Write the generator folder `out_dir` (trained on the pool's train split); return metrics (the check)."""
     pool_path, target_path = Path(pool_path), Path(target_path)
-    pool = read_pairs(pool_path)
     if cfg.checkpoint:
         adopt_external(out_dir, check_folder(cfg.checkpoint, "generator.checkpoint"), "diffusers")
         pipe = load_generator(cfg.checkpoint)
@@ -67,6 +66,7 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target
         text_dir, _ = resolve(scorer_dir)
         text_encoder = CLIPTextModel.from_pretrained(text_dir, local_files_only=True).eval().requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(text_dir, local_files_only=True)
+        pool = read_pairs(pool_path)
         train = pool[pool["split"] == "train"]
         images = load_split_images(train, pool_path.parent)
         size = int(images.shape[-1])
@@ -80,7 +80,7 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target
         pipe = load_generator(out_dir)
         info = {"params": int(sum(p.numel() for p in unet.parameters())), "train_steps": cfg.train.steps,
                 "train_pairs": len(train)}
-    target = read_pairs(target_path)
+    pool, target = read_pairs(pool_path), read_pairs(target_path)
     info["check"] = {"split": "valid", **probe_check(pipe, pool, pool_path.parent, target[target["split"] == "valid"],
                                                      target_path.parent, cfg.check, seed)}
     return info
