@@ -73,8 +73,12 @@ def ran(output: str) -> set[str]:
 def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     # τ = -0.5: the tiny untrained scorer's cosines sit near 0, so most alignment pairs are kept.
     repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"prune": {"inter_tau": -0.5}}))
+    # The world below has no public pool: no `pool_real` mix, whose manifest validate builds from the pool.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["pretrain"]["mixes"].pop("pool_real")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    upstream = upstream_of(stages, "prune")
+    upstream = [s for s in upstream_of(stages, "validate") if s != "prune"]  # prune's inputs, and the pool
     generators = [s for s in upstream if s.endswith("generate") or s.startswith("fit-")]
     assert {"prepare", "rewrite", "fit-scorer", "inter-generate", "image-only-generate"} <= set(upstream)
     make_world(repo)
