@@ -15,7 +15,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from pairaug.errors import InputError
+from pairaug.errors import InputError, PairaugError
 from pairaug.io import atomic_path, write_json
 
 PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
@@ -102,7 +102,10 @@ def run_experiment(size: int, root: Path, extra: list[str]) -> None:
     """One size as a DVC experiment in a temporary copy (`dvc exp run --temp`)."""
     cmd = ["dvc", "exp", "run", "--temp", "-n", EXPERIMENT.format(size=size),
            "-S", f"data.phantom.train_patients={size}", *[a for s in extra for a in ("-S", s)]]
-    subprocess.run(cmd, cwd=root, check=True)
+    done = subprocess.run(cmd, cwd=root)
+    if done.returncode != 0:  # DVC has printed why; name the size and the command, no traceback
+        raise PairaugError(f"curve: the experiment for data.phantom.train_patients={size} failed "
+                           f"(exit {done.returncode}): {' '.join(cmd)}")
 
 
 def experiment_file(root: Path, size: int, rel: str) -> dict:
