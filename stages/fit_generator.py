@@ -1,5 +1,5 @@
 """DVC stage `fit-generator`: train the embedded text-to-image UNet on the public pool (or adopt
-generator.checkpoint); its check generates from the target's valid reports."""
+generator.checkpoint). It reads nothing of the target: `check-priors` checks it on the target's valid reports."""
 
 from pairaug.io import write_json
 from pairaug.params import load_params, section
@@ -10,8 +10,7 @@ from pairaug.train.generator import GeneratorConfig, fit_generator
 def main() -> None:
     params = load_params()
     cfg = section(GeneratorConfig, params, "generator")
-    info = fit_generator(cfg, params.get("seed", 0), "data/pool/pairs.parquet", "data/prepared/pairs.parquet",
-                         "models/scorer", "models/generator")
+    info = fit_generator(cfg, params.get("seed", 0), "data/pool/pairs.parquet", "models/scorer", "models/generator")
     write_json("metrics/generator.json", info)
 
 

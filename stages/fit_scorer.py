@@ -1,31 +1,16 @@
-"""DVC stage `fit-scorer`: train the embedded CLIP scorer on the public pool (or adopt scorer.checkpoint)."""
+"""DVC stage `fit-scorer`: train the embedded CLIP scorer on the public pool (or adopt scorer.checkpoint).
+It reads nothing of the target: `check-priors` checks the scorer on the target's valid split."""
 
-from pathlib import Path
-
-from pairaug.data.schema import read_pairs
 from pairaug.io import write_json
-from pairaug.measurement.images import load_split_images
-from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
-from pairaug.train.scorer import ScorerConfig, alignment_gap, fit_scorer
-
-POOL = Path("data/pool/pairs.parquet")
-TARGET = Path("data/prepared/pairs.parquet")
+from pairaug.train.scorer import ScorerConfig, fit_scorer
 
 
 def main() -> None:
     params = load_params()
     cfg = section(ScorerConfig, params, "scorer")
-    seed = params.get("seed", 0)
-    info = fit_scorer(cfg, seed, POOL, "models/scorer")
-    # The scorer must read the target's images: matched valid pairs score higher than shuffled ones (the
-    # test split is read by `evaluate` alone). This gap is what prune's threshold is calibrated on.
-    pairs = read_pairs(TARGET)
-    valid = pairs[pairs["split"] == "valid"]
-    gap = alignment_gap(load_scorer("models/scorer"), load_split_images(valid, TARGET.parent).numpy(),
-                        valid["report"].tolist(), seed)
-    write_json("metrics/scorer.json", {"valid_alignment": gap, **info})
+    write_json("metrics/scorer.json", fit_scorer(cfg, params.get("seed", 0), "data/pool/pairs.parquet", "models/scorer"))
 
 
 if __name__ == "__main__":

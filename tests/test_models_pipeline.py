@@ -4,6 +4,7 @@ load through the real loaders, synthetic manifests that follow the contract, met
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -106,15 +107,18 @@ def test_synthetic_manifests_follow_the_contract(tiny_repo: Path, branch: str):
 
 
 def test_model_metrics_are_what_the_saved_models_give(tiny_repo: Path):
-    """metrics/scorer.json and metrics/generator.json are measurements of the saved models on the splits
-    they name: recomputed here from the model folders (the scorer's cosines through transformers' own calls)."""
+    """metrics/priors.json (check-priors) measures the saved models on the target's valid split, and
+    metrics/{scorer,generator}.json describe them: recomputed here from the model folders (the scorer's
+    cosines through transformers' own calls)."""
     pairs = pd.read_parquet(tiny_repo / "data/prepared/pairs.parquet")
     root = tiny_repo / "data/prepared"
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
     seed = params["seed"]
     test = pairs[pairs["split"] == "valid"]  # the scorer's check reads the valid split (test: evaluate only)
     scorer = json.loads((tiny_repo / "metrics/scorer.json").read_text())
-    gap = scorer["valid_alignment"]
+    priors = json.loads((tiny_repo / "metrics/priors.json").read_text())
+    gap = priors["scorer"]
+    assert gap["split"] == "valid"
     clip = CLIPModel.from_pretrained(tiny_repo / "models/scorer").eval()
     s = load_scorer(tiny_repo / "models/scorer")
     with torch.inference_mode():
@@ -138,9 +142,27 @@ def test_model_metrics_are_what_the_saved_models_give(tiny_repo: Path):
     pool = pd.read_parquet(tiny_repo / "data/pool/pairs.parquet")
     again = {"split": "valid", **probe_check(pipe, pool, tiny_repo / "data/pool", pairs[pairs["split"] == "valid"],
                                              root, check_cfg, seed)}
-    assert _close(again, generator["check"]), (again, generator["check"])
+    assert _close(again, priors["generator"]), (again, priors["generator"])
     assert generator["train_pairs"] == int((pool["split"] == "train").sum())  # trained on the public pool
-    assert set(generator["check"]["checked_labels"]) <= set(CHECK_LABELS) and generator["check"]["checked_labels"]
+    assert set(priors["generator"]["checked_labels"]) <= set(CHECK_LABELS) and priors["generator"]["checked_labels"]
+
+
+def test_a_new_target_reuses_the_fitted_priors(tiny_repo: Path, tmp_path: Path):
+    """The fits read only the pool: another target size (a scarcity-curve point) reruns prepare and the
+    checks, never fit-scorer or fit-generator, and their models stay byte-identical."""
+    repo = Path(shutil.copytree(tiny_repo, tmp_path / "repo", symlinks=True))
+    before = {m: _tree_bytes(repo / "models" / m) for m in ("scorer", "generator")}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["phantom"]["train_patients"] += 4
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "check-priors"], repo).stdout
+    assert "Running stage 'prepare'" in out and "Running stage 'check-priors'" in out, out
+    assert "Running stage 'fit-scorer'" not in out and "Running stage 'fit-generator'" not in out, out
+    assert {m: _tree_bytes(repo / "models" / m) for m in ("scorer", "generator")} == before
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _close(a, b) -> bool:

@@ -1,10 +1,12 @@
 """The `fit-generator` stage's logic: train the embedded text-to-image UNet, or adopt a checkpoint.
 
 The embedded generator learns from the public pool (the stand-in for RoentGen's training data) and is
-conditioned on the frozen text encoder of the scorer (`models/scorer`), so it shares its tokenizer. Its
-quality check generates images from the target's *valid* reports (the test split is read by `evaluate`
-alone) and asks a pixel linear probe, trained on the pool's real images, whether the conditioned
-findings are visible; the probe's AUC on the real valid films is the ceiling.
+conditioned on the frozen text encoder of the scorer (`models/scorer`), so it shares its tokenizer. It
+reads nothing of the target, so a change of the target (the scarcity curve) reuses it from DVC's run
+cache. Its quality check (`probe_check`, run by the `check-priors` stage) generates images from the
+target's *valid* reports (the test split is read by `evaluate` alone) and asks a pixel linear probe,
+trained on the pool's real images, whether the conditioned findings are visible; the probe's AUC on the
+real valid films is the ceiling.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ class GeneratorConfig:
     check: GeneratorCheck = field(default_factory=GeneratorCheck)
 
 
-def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target_path: str | Path,
-                  scorer_dir: str | Path, out_dir: str | Path) -> dict:
-    """Write the generator folder `out_dir` (trained on the pool's train split); return metrics (the check)."""
-    pool_path, target_path = Path(pool_path), Path(target_path)
+def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, scorer_dir: str | Path,
+                  out_dir: str | Path) -> dict:
+    """Write the generator folder `out_dir` (trained on the pool's train split); return the fit's summary."""
+    pool_path = Path(pool_path)
     if cfg.checkpoint:
-        adopt_external(out_dir, check_folder(cfg.checkpoint, "generator.checkpoint"), "diffusers")
-        pipe = load_generator(cfg.checkpoint)
+        src = check_folder(cfg.checkpoint, "generator.checkpoint")
+        load_generator(src)  # a folder diffusers cannot load fails here, not in the first generate stage
+        adopt_external(out_dir, src, "diffusers")
         info: dict = {"external": str(cfg.checkpoint)}
     else:
         text_dir, _ = resolve(scorer_dir)
@@ -77,12 +80,8 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, target
         pipe.unet = train_unet(pipe, images, train["report"].tolist(), cfg.train, seed, scheduler)
         with atomic_path(out_dir) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
-        pipe = load_generator(out_dir)
         info = {"params": int(sum(p.numel() for p in unet.parameters())), "train_steps": cfg.train.steps,
                 "train_pairs": len(train)}
-    pool, target = read_pairs(pool_path), read_pairs(target_path)
-    info["check"] = {"split": "valid", **probe_check(pipe, pool, pool_path.parent, target[target["split"] == "valid"],
-                                                     target_path.parent, cfg.check, seed)}
     return info
 
 

@@ -1,0 +1,42 @@
+"""DVC stage `check-priors`: do the pool-trained scorer and generator read the target's films?
+
+On the target's valid split (the test split is read by `evaluate` alone): the scorer's matched-minus-
+shuffled cosine, and the generator's probe check (images generated from valid reports, read by a pixel
+probe fit on the pool's real films). A stage of its own so that the fits read only the pool and a new
+target (the scarcity curve) reuses them from DVC's run cache → metrics/priors.json.
+"""
+
+from pathlib import Path
+
+from pairaug.data.schema import read_pairs
+from pairaug.io import write_json
+from pairaug.measurement.images import load_split_images
+from pairaug.models.checkpoints import resolve
+from pairaug.models.generator import load_generator
+from pairaug.models.scorer import load_scorer
+from pairaug.params import from_dict, load_params
+from pairaug.stage import run_stage
+from pairaug.train.generator import GeneratorCheck, probe_check
+from pairaug.train.scorer import alignment_gap
+
+POOL = Path("data/pool/pairs.parquet")
+TARGET = Path("data/prepared/pairs.parquet")
+
+
+def main() -> None:
+    params = load_params()
+    seed = params.get("seed", 0)
+    check = from_dict(GeneratorCheck, (params.get("generator") or {}).get("check") or {}, "generator.check")
+    target = read_pairs(TARGET)
+    valid = target[target["split"] == "valid"]
+    scorer = alignment_gap(load_scorer("models/scorer"), load_split_images(valid, TARGET.parent).numpy(),
+                           valid["report"].tolist(), seed)
+    generator_dir, _ = resolve("models/generator")  # ours, or the pointer to an adopted checkpoint
+    generator = probe_check(load_generator(generator_dir), read_pairs(POOL), POOL.parent, valid,
+                            TARGET.parent, check, seed)
+    write_json("metrics/priors.json", {"scorer": {"split": "valid", **scorer},
+                                       "generator": {"split": "valid", **generator}})
+
+
+if __name__ == "__main__":
+    run_stage(main)
