@@ -20,6 +20,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 REAL_CXR = Path(__file__).resolve().parent / "fixtures" / "real-cxr"  # copy of ../shared/real-cxr (see its README)
 
+class Exactly(dict):
+    """A mapping that `deep_merge` puts in place of the base's instead of merging into it."""
+
+
 # Params small enough for the whole pipeline to run in CI in a few minutes; deep-merged over params.yaml.
 TINY_PARAMS: dict = {
     "data": {"phantom": {"train_patients": 40, "valid_patients": 12, "test_patients": 30}},
@@ -34,8 +38,12 @@ TINY_PARAMS: dict = {
     # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
     # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
     "prune": {"inter_tau": 0.0},
+    # Five of the eight mixes: both controls, the real-only baseline, a single branch and the full method
+    # (each mix is two stages; the others train the same code on other manifests).
     "pretrain": {"seeds": [0], "arch": {"vision_layers": 1, "text_layers": 1},
-                 "train": {"steps": 6, "batch_size": 32, "select_every": 3}},
+                 "train": {"steps": 6, "batch_size": 32, "select_every": 3},
+                 "mixes": Exactly({"none": [], "real_dup": ["real_dup"], "intra": ["intra"],
+                                   "pairaug": ["inter", "intra"], "pool_real": ["pool_real"]})},
     "evaluate": {"probe_draws": 1},
     "report": {"tsne_per_set": 20, "gallery_pairs": 4},
 }
@@ -44,7 +52,10 @@ TINY_PARAMS: dict = {
 def deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if isinstance(v, Exactly):
+            out[k] = dict(v)
+        else:
+            out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

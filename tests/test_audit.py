@@ -56,7 +56,7 @@ def test_an_altered_image_is_reported_as_modified(repo):
     image = repo / "data" / "validated" / victim["image"]
     image.chmod(0o644)  # DVC may leave cached files read-only
     image.write_bytes(image.read_bytes() + b"\0")
-    proc = pairaug(repo, "audit", "models/vlp/inter", "--format", "csv", check=False)
+    proc = pairaug(repo, "audit", "models/vlp/pairaug", "--format", "csv", check=False)
     assert proc.returncode == 1 and f"{victim['pair_id']} (modified)" in proc.stderr
     table = pd.read_csv(StringIO(proc.stdout)).set_index("pair_id")
     assert table.loc[victim["pair_id"], "status"] == "modified"

@@ -19,9 +19,14 @@ GIT = ["git", "-c", "user.email=t@pairaug", "-c", "user.name=t"]
 def _ablation(pairaug: float, none: float) -> dict:
     def stat(v):
         return {"mean": {"auc": v, "ci": [v - 0.02, v + 0.02]}, "labels": {}}
+    def verdict(measure, delta):
+        return {"measure": measure, "baseline": "none", "delta": delta, "ci": [delta - 0.01, delta + 0.01],
+                "p_holm": 0.01 if delta > 0.02 else 0.4, "verdict": "beats" if delta > 0.02 else "no difference"}
     return {"table": {"none": {"role": "baseline", "zeroshot": stat(none), "probe 10%": stat(none + 0.1)},
                       "pairaug": {"role": "method", "zeroshot": stat(pairaug), "probe 10%": stat(pairaug + 0.1)},
-                      "pool_real": {"role": "reference", "zeroshot": stat(0.9), "probe 10%": None}}}
+                      "pool_real": {"role": "reference", "zeroshot": stat(0.9), "probe 10%": None}},
+            "verdicts": [verdict("zeroshot", pairaug - none), verdict("probe 10%", pairaug - none),
+                         verdict("probe 1%", 0.5)]}
 
 
 def _experiment(root: Path, size: int, pairs: int, pairaug: float, none: float) -> None:
@@ -75,3 +80,16 @@ def test_pairaug_curve_collect_writes_the_curve(repo: Path):
     missing = subprocess.run([str(Path(sys.executable).parent / "pairaug"), "curve", "collect", "--sizes", "75"],
                              cwd=repo, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "curve-75" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_the_curve_table_carries_the_reports_paired_verdicts(repo: Path, tmp_path: Path):
+    """Where augmentation stops paying is read from each size's own paired comparison, not from the bands."""
+    points = collect(repo, [25, 200])
+    assert points[0]["pairaug_vs"]["zeroshot"]["none"]["verdict"] == "beats"
+    assert points[1]["pairaug_vs"]["zeroshot"]["none"]["verdict"] == "no difference"
+    assert set(points[0]["pairaug_vs"]) == {"zeroshot", "probe_10"}  # the curve's two panels, not probe 1 %
+    write_curve(points, tmp_path / "out")
+    table = (tmp_path / "out/scarcity.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| 41 (25)") or line.startswith("| 330 (200)")]
+    assert rows[0] == "| 41 (25) | 0.700 [0.680, 0.720] | +0.080 [+0.070, +0.090] beats |"
+    assert rows[1].endswith("+0.010 [+0.000, +0.020] no difference |")

@@ -24,13 +24,17 @@ EXPERIMENT = "curve-{size}"
 
 
 def point(ablation: dict, data: dict) -> dict:
-    """One size of the curve: real train pairs, and per mix the two panels' estimate and bootstrap CI
-    (from the report's table: `zeroshot` and `probe 10%`, each with its label mean)."""
+    """One size of the curve: real train pairs; per mix the two panels' estimate and bootstrap CI (from the
+    report's table: `zeroshot` and `probe 10%`, each with its label mean); per panel the report's paired
+    comparisons of PairAug with each baseline (difference, CI, Holm p, verdict), as the report wrote them."""
     out = {"real_train_pairs": int(data["splits"]["train"]["pairs"]),
-           "train_patients": int(data["splits"]["train"]["patients"]), "mixes": {}}
+           "train_patients": int(data["splits"]["train"]["patients"]), "mixes": {}, "pairaug_vs": {}}
     for mix, row in ablation["table"].items():
         out["mixes"][mix] = {"role": row.get("role"),
                              **{panel: _estimate((row.get(kind) or {}).get("mean")) for panel, kind in KINDS.items()}}
+    for panel, kind in KINDS.items():
+        out["pairaug_vs"][panel] = {v["baseline"]: {k: v.get(k) for k in ("delta", "ci", "p_holm", "verdict")}
+                                    for v in ablation.get("verdicts", []) if v.get("measure") == kind}
     return out
 
 
@@ -85,13 +89,35 @@ def curve_figure(points: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
+def curve_table(points: list[dict], panel: str = "zeroshot") -> str:
+    """Markdown: a row per size, PairAug's estimate [CI] and its paired difference [CI] and verdict against
+    each baseline the report compared it with."""
+    points = sorted(points, key=lambda p: p["real_train_pairs"])
+    baselines = list(dict.fromkeys(b for p in points for b in p.get("pairaug_vs", {}).get(panel, {})))
+    head = ["real train pairs (patients)", "pairaug", *[f"− {b}" for b in baselines]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points:
+        est = p["mixes"].get("pairaug", {}).get(panel)
+        cells = [f"{p['real_train_pairs']} ({p['train_patients']})",
+                 f"{est['mean']:.3f} [{est['ci_low']:.3f}, {est['ci_high']:.3f}]" if est else "–"]
+        for b in baselines:
+            c = p.get("pairaug_vs", {}).get(panel, {}).get(b)
+            cells.append(f"{c['delta']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] {c['verdict']}"
+                         if c and c.get("delta") is not None else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_curve(points: list[dict], out_dir: str | Path) -> None:
     """`out_dir`/scarcity.json (every point with its CIs), scarcity_<panel>.json (DVC plots: a row per size,
-    a column per mix) and scarcity.png."""
+    a column per mix), scarcity.md (PairAug against each baseline per size) and scarcity.png."""
     out_dir = Path(out_dir)
     write_json(out_dir / "scarcity.json", {"points": sorted(points, key=lambda p: p["real_train_pairs"])})
     for panel, _ in PANELS:
         write_json(out_dir / f"scarcity_{panel}.json", plot_rows(points, panel))
+    tables = [f"### {title}\n\n{curve_table(points, panel)}" for panel, title in PANELS]
+    with atomic_path(out_dir / "scarcity.md") as tmp:
+        Path(tmp).write_text("\n".join(tables))
     curve_figure(points, out_dir / "scarcity.png")
 
 
