@@ -10,7 +10,7 @@ from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
-from pairaug.tracking.runs import log_pretrain
+from pairaug.tracking.runs import PretrainRuns
 from pairaug.tracking.store import TrackingConfig
 from pairaug.train.pretrain import PretrainConfig, pretrain_mix
 
@@ -24,11 +24,18 @@ def main() -> None:
     tracking = section(TrackingConfig, params, "tracking")
     relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: rerun under torchrun / accelerate
     with process_group(Ranks.from_env()) as ranks:
-        pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated",
-                     f"models/vlp/{mix}", ranks)
-    # After the outputs are written: one MLflow run per seed (rank 0 only); a failure to log only warns.
-    if ranks.is_main:
-        log_pretrain(mix, tracking, f"models/vlp/{mix}")
+        # Rank 0 alone logs: one MLflow run per seed, live while it trains (a failure to log only warns).
+        runs = PretrainRuns(mix, tracking) if ranks.is_main else None
+        try:
+            pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated",
+                         f"models/vlp/{mix}", ranks, hooks=runs)
+        except BaseException as e:
+            if runs:
+                runs.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            raise
+    # After the outputs are written: the runs completed (inputs, audit trail, the model).
+    if runs:
+        runs.complete(f"models/vlp/{mix}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
 """MLflow run logging: what one run of `pretrain@mix` + `evaluate@mix` holds, and how a failure to log
 never fails a stage.
 
-- One run per (mix, seed). `pretrain` creates it: params (every params.yaml key that DVC declares for
-  the stage and the stages upstream of it, flattened with dotted keys), tags (git commit, dirty flag, DVC
-  experiment name and baseline rev, stage, mix, seed, the weights' sha256), the real and the synthetic
-  manifests as inputs whose digest is the file's md5 (what dvc.lock records), the training curve, the
-  audit trail (artifacts under `audit/`: the synthetic pairs used, the lineage, the GX result) and the
-  model, registered as `tracking.registered_model` with the mix and seed as version tags.
+- One run per (mix, seed). `pretrain` opens it on rank 0 as the seed starts training (`PretrainRuns`,
+  the stage's hooks into the training loop): run name, params (every params.yaml key that DVC declares
+  for the stage and the stages upstream of it, flattened with dotted keys) and tags (git commit, dirty
+  flag, DVC experiment name and baseline rev, stage, mix, seed) at once, then the training curve
+  (`train_loss`, `valid_score`) at each evaluation, so the UI shows a RUNNING run with its progress.
+  Once the stage's outputs are written it completes the run: the weights' sha256 tag, `best_step` and
+  `best_valid_score`, the real and the synthetic manifests as inputs whose digest is the file's md5
+  (what dvc.lock records), the audit trail (artifacts under `audit/`: the synthetic pairs used, the
+  lineage, the GX result) and the model, registered as `tracking.registered_model` with the mix and
+  seed as version tags. The run's start and end are the seed's training (its Duration column).
 - `evaluate` finds that run again by tags (mix, seed, weights sha256): the run id never enters a DVC
   output, which stay byte-deterministic. It logs its metrics and ROC plots there; when no such run
   exists (outputs pulled from a remote, logging failed earlier) or the run was evaluated with other
   `evaluate` params, it logs a new complete run.
 - Any MLflow or network failure is caught by `not_fatal`: the stage's DVC outputs are already written,
-  and one warning says "run not logged: ...". Environment variables are never logged.
+  and one warning says "run not logged: ...". A failure while training stops the live logging (one
+  warning; training goes on undisturbed) and the run is logged whole after the outputs are written.
+  A stage that fails while training marks its open runs FAILED (KILLED when interrupted). Environment
+  variables are never logged.
 
 What the run records comes from pairaug.tracking.lineage; the store from pairaug.tracking.store.
 """
@@ -24,8 +31,9 @@ import json
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +71,15 @@ class Outcome:
     run_ids: tuple[str, ...] = ()
 
 
+@dataclass
+class _LiveRun:
+    run_id: str
+    params: set[str]  # the param keys logged when the run opened
+    steps: set[int] = field(default_factory=set)  # curve points logged while training
+    ended_ms: int | None = None  # the seed's training (and model folder) done
+    completed: bool = False
+
+
 @contextlib.contextmanager
 def not_fatal(what: str) -> Iterator[Outcome]:
     """Run MLflow calls; any failure (server down, store locked, bad artifact) becomes one warning.
@@ -79,19 +96,25 @@ def not_fatal(what: str) -> Iterator[Outcome]:
 
 
 def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: TrackingConfig, log_the_model: bool,
-                  workspace: Path) -> None:
+                  workspace: Path, live: _LiveRun | None = None) -> None:
+    """Log a training record into the active run `run_id`; `live`: what the run already holds (its params
+    as the stage read them at the start, the curve points logged while training), logged only once."""
     import mlflow
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import Metric, Param
     from mlflow.utils.time import get_current_time_millis
 
     now = get_current_time_millis()
-    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in rec.params.items()], synchronous=True)
+    logged_params = live.params if live else set()
+    logged_steps = live.steps if live else set()
+    params = [Param(k, v[:6000]) for k, v in rec.params.items() if k not in logged_params]
+    for i in range(0, len(params), 90):
+        client.log_batch(run_id, params=params[i:i + 90], synchronous=True)
     history = rec.seed_dir / "history.json"
     if history.exists():
         h = json.loads(history.read_text())
         metrics = [Metric(name, float(v), now, int(step)) for name in ("train_loss", "valid_score")
-                   for step, v in zip(h.get("step", []), h.get(name, [])) if v is not None]
+                   for step, v in zip(h.get("step", []), h.get(name, [])) if v is not None and int(step) not in logged_steps]
         if h.get("best_score") is not None:
             metrics += [Metric("best_valid_score", float(h["best_score"]), now, 0),
                         Metric("best_step", float(h["best_step"]), now, 0)]
@@ -130,23 +153,122 @@ def _dataset_source(path: Path):
         return resolve_dataset_source(str(path.resolve()))
 
 
-def log_pretrain(mix: str, cfg: TrackingConfig, mix_dir: str | Path, workspace: str | Path = ".") -> Outcome:
-    """After `pretrain@mix` wrote its models: one run per seed (see the module doc). Never raises."""
-    with not_fatal(f"pretrain@{mix}") as out:
-        if not cfg.enabled:
-            return out
-        import mlflow
+class PretrainRuns:
+    """Rank 0's MLflow runs of `pretrain@mix`: opened as each seed starts training, the training curve
+    logged as it goes (the stage passes this object to the training loop as its `PretrainHooks`), and
+    completed by `complete` once the outputs are written. See the module doc.
 
-        workspace = Path(workspace)
-        exp_id, uri, client = open_store(cfg)
-        ids = []
-        for rec in training_records(mix, mix_dir, f"pretrain@{mix}", workspace):
-            with mlflow.start_run(experiment_id=exp_id, run_name=f"{mix}-seed{rec.seed}", tags=rec.tags) as run:
-                _log_training(client, run.info.run_id, rec, cfg, True, workspace)
-                ids.append(run.info.run_id)
-        out.run_ids = tuple(ids)
-        log.info("MLflow: logged %d run(s) of %s to %s (experiment %r)", len(ids), mix, display_uri(uri), cfg.experiment)
-    return out
+    Nothing here touches torch or the model: the DVC outputs are the same with tracking on or off. The
+    run ids live in this object only, never in an output. A hook never raises: the first MLflow failure
+    while training warns once and stops the live logging; `complete` then logs the run whole."""
+
+    def __init__(self, mix: str, cfg: TrackingConfig, workspace: str | Path = "."):
+        self.mix, self.cfg, self.workspace = mix, cfg, Path(workspace)
+        self.stage = f"pretrain@{mix}"
+        self.live: dict[int, _LiveRun] = {}
+        self._stopped = not cfg.enabled
+        self._store = None  # (experiment id, uri, client, params), opened by the first seed
+
+    # -- hooks (pairaug.train.pretrain.PretrainHooks), called while training
+
+    def seed_started(self, seed: int) -> None:
+        with self._live(seed) as ok:
+            if not ok:
+                return
+            from mlflow.entities import Param
+            from mlflow.tracking.context.registry import resolve_tags
+
+            if self._store is None:
+                exp_id, uri, client = open_store(self.cfg)
+                self._store = (exp_id, uri, client, stage_params([self.stage], self.workspace))
+            exp_id, uri, client, params = self._store
+            tags = {k: v for k, v in run_tags(self.mix, seed, "", self.stage, self.workspace).items()
+                    if k != "weights_sha256"}  # known once the weights are written
+            run = client.create_run(exp_id, tags=resolve_tags(tags), run_name=f"{self.mix}-seed{seed}")
+            self.live[seed] = live = _LiveRun(run.info.run_id, set())
+            batch = [Param(k, v[:6000]) for k, v in params.items()]
+            for i in range(0, len(batch), 90):
+                client.log_batch(run.info.run_id, params=batch[i:i + 90], synchronous=True)
+            live.params = set(params)
+            log.info("MLflow: run %s-seed%s is live at %s (experiment %r)", self.mix, seed, display_uri(uri),
+                     self.cfg.experiment)
+
+    def evaluated(self, seed: int, step: int, train_loss: float, valid_score: float) -> None:
+        with self._live(seed) as ok:
+            if not ok or seed not in self.live:
+                return
+            from mlflow.entities import Metric
+            from mlflow.utils.time import get_current_time_millis
+
+            run, now = self.live[seed], get_current_time_millis()
+            metrics = [Metric(name, float(v), now, int(step)) for name, v in
+                       (("train_loss", train_loss), ("valid_score", valid_score)) if v is not None]
+            self._store[2].log_batch(run.run_id, metrics=metrics, synchronous=True)
+            run.steps.add(int(step))
+
+    def seed_finished(self, seed: int) -> None:
+        if seed in self.live:
+            self.live[seed].ended_ms = int(time.time() * 1000)  # as MLflow's own timestamps
+
+    @contextlib.contextmanager
+    def _live(self, seed: int) -> Iterator[bool]:
+        """Yield whether to log live; the first failure warns once and stops live logging."""
+        if self._stopped:
+            yield False
+            return
+        try:
+            yield True
+        except Exception as e:  # noqa: BLE001 - logging is best effort by design
+            self._stopped = True
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning("live run not logged: %s seed %s: %s (training goes on; the run is logged once the "
+                        "outputs are written)", self.stage, seed, msg[:300])
+
+    # -- after training
+
+    def abort(self, status: str = "FAILED") -> None:
+        """Training failed (or was interrupted: "KILLED"): end the open runs so. Never raises."""
+        for run in self.live.values():
+            if not run.completed and self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store[2].set_terminated(run.run_id, status)
+                run.completed = True
+
+    def complete(self, mix_dir: str | Path) -> Outcome:
+        """After `pretrain@mix` wrote its models: complete each seed's live run, or log a whole new one
+        where none is open (live logging off or failed). Never raises."""
+        with not_fatal(self.stage) as out:
+            if not self.cfg.enabled:
+                return out
+            import mlflow
+
+            exp_id, uri, client = open_store(self.cfg)
+            ids = []
+            for rec in training_records(self.mix, mix_dir, self.stage, self.workspace):
+                run = self.live.get(rec.seed)
+                if run is None or run.completed:
+                    with mlflow.start_run(experiment_id=exp_id, run_name=f"{self.mix}-seed{rec.seed}",
+                                          tags=rec.tags) as new:
+                        _log_training(client, new.info.run_id, rec, self.cfg, True, self.workspace)
+                        ids.append(new.info.run_id)
+                    continue
+                with mlflow.start_run(run_id=run.run_id, tags=rec.tags):
+                    _log_training(client, run.run_id, rec, self.cfg, True, self.workspace, live=run)
+                run.completed = True
+                if run.ended_ms is not None:  # the run's duration is the seed's training
+                    client.set_terminated(run.run_id, "FINISHED", end_time=run.ended_ms)
+                ids.append(run.run_id)
+            out.run_ids = tuple(ids)
+            log.info("MLflow: logged %d run(s) of %s to %s (experiment %r)", len(ids), self.mix, display_uri(uri),
+                     self.cfg.experiment)
+        if not out.logged:
+            self.abort()  # a live run left half-logged ends FAILED, not RUNNING for ever
+        return out
+
+
+def log_pretrain(mix: str, cfg: TrackingConfig, mix_dir: str | Path, workspace: str | Path = ".") -> Outcome:
+    """After `pretrain@mix` wrote its models, without live runs: one complete run per seed. Never raises."""
+    return PretrainRuns(mix, cfg, workspace).complete(mix_dir)
 
 
 def find_training_runs(client: MlflowClient, exp_id: str, mix: str, seed: int, weights_sha: str):

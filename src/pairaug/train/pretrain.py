@@ -13,8 +13,9 @@ import logging
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,25 @@ from pairaug.train.contrastive import ContrastiveConfig, train_clip
 from pairaug.train.scorer import valid_loss_fn
 
 log = logging.getLogger(__name__)
+
+
+class PretrainHooks(Protocol):
+    """What the process that writes the outputs (rank 0) reports while it trains, e.g. to a live MLflow run
+    (the stage script builds one from pairaug.tracking; this layer does not know MLflow).
+
+    Hooks observe: they get plain Python numbers, must not touch torch's (or numpy's) random state nor the
+    model, and must not raise (a logging failure is theirs to swallow), so the outputs are the same with
+    or without them."""
+
+    def seed_started(self, seed: int) -> None:
+        """Seed `seed` (an entry of `pretrain.seeds`) is about to be initialised and trained."""
+
+    def evaluated(self, seed: int, step: int, train_loss: float, valid_score: float) -> None:
+        """A point of the training curve: the mean train loss since the last evaluation, the valid score."""
+
+    def seed_finished(self, seed: int) -> None:
+        """The seed's model is trained and its folder written (inside the stage's atomic output)."""
+
 
 @dataclass
 class PretrainConfig:
@@ -128,13 +148,14 @@ def new_model(cfg: PretrainConfig, train_reports: list[str], image_size: int, im
 
 
 def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path, validated: str | Path,
-                 out_dir: str | Path, ranks: Ranks | None = None) -> dict:
+                 out_dir: str | Path, ranks: Ranks | None = None, hooks: PretrainHooks | None = None) -> dict:
     """Train one model per seed of `cfg.seeds` into out_dir/seed-<s>/; return a summary.
 
     Under several ranks (DDP, `cfg.train.batch_size` the global batch) every rank trains and rank 0
-    alone writes out_dir.
+    alone writes out_dir and calls `hooks` (as each seed starts, at each evaluation, as it ends).
     """
     ranks = ranks or Ranks()
+    hooks = hooks if ranks.is_main else None
     pairs = mix_pairs(mix, cfg, prepared, validated)
     real = read_pairs(prepared)
     valid = real[real["split"] == "valid"]
@@ -151,6 +172,8 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
         if tmp is not None:
             tmp.mkdir(parents=True)
         for s in cfg.seeds:
+            if hooks is not None:
+                hooks.seed_started(s)
             run_seed = seed * 1000 + s
             torch.manual_seed(run_seed)
             # normalisation from the real train films alone: the same for every mix
@@ -161,7 +184,7 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
                 select = valid_loss_fn(tokenizer, preprocess, valid_images, valid["report"].tolist())
             model, history = train_clip(model, tokenizer, preprocess, images, pairs["report"].tolist(), cfg.train,
                                         run_seed, select, weights=sampling_weights(pairs["branch"], cfg.synthetic_share),
-                                        ranks=ranks)
+                                        on_eval=partial(hooks.evaluated, s) if hooks is not None else None, ranks=ranks)
             summary["seeds"][str(s)] = {"best_step": history.best_step, "valid_score": history.best_score}
             if tmp is None:
                 continue
@@ -170,6 +193,8 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
             tokenizer.save_pretrained(folder)
             preprocess.save(folder)
             write_json(folder / "history.json", history.as_dict())
+            if hooks is not None:
+                hooks.seed_finished(s)
         if tmp is None:
             return summary
         # Exactly which pairs trained these models: the audit trail (pair ids, branches, image paths).
