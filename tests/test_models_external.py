@@ -220,8 +220,7 @@ def test_scorer_checkpoint_must_be_a_local_folder(tmp_path, pairs_path, no_netwo
 @pytest.mark.parametrize("checkpoint", ["stanfordmimi/RoentGen", "/nonexistent/roentgen"])
 def test_generator_checkpoint_must_be_a_local_folder(tmp_path, pairs_path, no_network, checkpoint):
     with pytest.raises(InputError, match="never downloads") as err:
-        fit_generator(GeneratorConfig(checkpoint=checkpoint), 0, pairs_path, pairs_path, tmp_path / "scorer",
-                      tmp_path / "gen")
+        fit_generator(GeneratorConfig(checkpoint=checkpoint), 0, pairs_path, tmp_path / "scorer", tmp_path / "gen")
     assert checkpoint in str(err.value) and "generator.checkpoint" in str(err.value)
     assert not (tmp_path / "gen").exists()
     # A pointer whose checkpoint has since gone away fails the same way when loaded.
