@@ -73,7 +73,7 @@ class IntraConfig:
     inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
     resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
     batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
-    candidates: int = 4  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
+    candidates: int = 2  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
     candidate_noise: float = 0.3  # init inversion: share of fresh noise in the start of candidates k > 0
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     check: IntraCheck = field(default_factory=IntraCheck)
