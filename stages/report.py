@@ -7,10 +7,13 @@ import pandas as pd
 
 from pairaug.data.mixes import read_mixes
 from pairaug.data.schema import read_pairs
+from pairaug.io import read_json, write_json
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
-from pairaug.report.ablation import ReportConfig, write_report
+from pairaug.report.ablation import ReportConfig, load_scores, write_report
 from pairaug.report.figures import gallery_html, tsne_figure
+from pairaug.report.roc import write_roc_by_label
+from pairaug.report.summary import experiment_summary
 from pairaug.stage import run_stage
 
 PREPARED = Path("data/prepared/pairs.parquet")
@@ -21,7 +24,11 @@ def main() -> None:
     params = load_params()
     cfg = section(ReportConfig, params, "report")
     seed = params.get("seed", 0)
-    write_report(list(read_mixes(params)), cfg, seed, "data/eval", "metrics/ablation.md", "metrics/ablation.json")
+    mixes = list(read_mixes(params))
+    report = write_report(mixes, cfg, seed, "data/eval", "metrics/ablation.md", "metrics/ablation.json")
+    write_roc_by_label(load_scores("data/eval", mixes), "metrics/roc")
+    write_json("metrics/summary.json", experiment_summary(report, read_json("metrics/priors.json"),
+                                                          read_json("metrics/prune.json")))
 
     real = read_pairs(PREPARED)
     train = real[real["split"] == "train"]

@@ -55,9 +55,11 @@ def test_the_curve_reads_each_experiments_metrics_from_its_ref(repo: Path):
     assert small["pairaug"]["zeroshot"] == {"mean": 0.70, "ci_low": pytest.approx(0.68), "ci_high": pytest.approx(0.72)}
     assert small["none"]["probe_10"]["mean"] == pytest.approx(0.72)
     assert small["pool_real"]["probe_10"] is None and small["pool_real"]["role"] == "reference"
-    rows = plot_rows(points, "zeroshot")  # sorted by size, a column per mix: what `dvc plots show` draws
-    assert rows == [{"real_train_pairs": 41, "none": 0.62, "pairaug": 0.7, "pool_real": 0.9},
-                    {"real_train_pairs": 330, "none": 0.83, "pairaug": 0.84, "pool_real": 0.9}]
+    rows = plot_rows(points, "zeroshot")  # sorted by size, a row per mix: what `dvc plots show` draws
+    assert [(r["real_train_pairs"], r["mix"], r["auc"]) for r in rows] == [
+        (41, "none", 0.62), (41, "pairaug", 0.7), (41, "pool_real", 0.9),
+        (330, "none", 0.83), (330, "pairaug", 0.84), (330, "pool_real", 0.9)]
+    assert rows[1]["ci_low"] == pytest.approx(0.68) and rows[1]["ci_high"] == pytest.approx(0.72)
     write_curve(points, repo / "out")
     assert json.loads((repo / "out/scarcity_zeroshot.json").read_text()) == rows
     assert (repo / "out/scarcity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -76,7 +78,8 @@ def test_pairaug_curve_collect_writes_the_curve(repo: Path):
                           env={k: v for k, v in os.environ.items() if k != "DVC_ROOT"})
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((repo / "metrics/scarcity_probe_10.json").read_text())
-    assert [r["real_train_pairs"] for r in rows] == [41, 330] and rows[0]["pairaug"] == 0.8
+    pairaug = [r for r in rows if r["mix"] == "pairaug"]
+    assert [r["real_train_pairs"] for r in pairaug] == [41, 330] and pairaug[0]["auc"] == 0.8
     missing = subprocess.run([str(Path(sys.executable).parent / "pairaug"), "curve", "collect", "--sizes", "75"],
                              cwd=repo, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "curve-75" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1

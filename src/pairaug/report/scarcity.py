@@ -4,7 +4,7 @@
 data.phantom.train_patients=N -n curve-N`: each in a temporary copy, the pool, scorer and generator
 restored from DVC's run cache), then reads each experiment's `metrics/ablation.json` and
 `metrics/data.json` from its git ref and writes `metrics/scarcity.json` (every point with its CIs),
-`metrics/scarcity_{zeroshot,probe_10}.json` (DVC plots: one row per size, one column per mix) and
+`metrics/scarcity_{zeroshot,probe_10}.json` (DVC plots: one row per size and mix, a line per mix) and
 `metrics/scarcity.png` (zero-shot mean AUC and probe-10 % AUC against the number of real train pairs,
 bands = the bootstrap CIs).
 """
@@ -46,14 +46,15 @@ def _estimate(stat: dict | None) -> dict | None:
 
 
 def plot_rows(points: list[dict], panel: str = "zeroshot") -> list[dict]:
-    """Rows for `dvc plots show`: x = real train pairs, one column per mix."""
+    """Rows for `dvc plots show` (long format, template `.dvc/plots/by_mix.json`: a line per mix):
+    {mix, real_train_pairs, auc, ci_low, ci_high}, by size."""
     rows = []
     for p in sorted(points, key=lambda p: p["real_train_pairs"]):
-        row = {"real_train_pairs": p["real_train_pairs"]}
         for mix, panels in p["mixes"].items():
             if panels.get(panel):
-                row[mix] = round(panels[panel]["mean"], 5)
-        rows.append(row)
+                est = panels[panel]
+                rows.append({"mix": mix, "real_train_pairs": p["real_train_pairs"], "auc": round(est["mean"], 5),
+                             "ci_low": round(est["ci_low"], 5), "ci_high": round(est["ci_high"], 5)})
     return rows
 
 
@@ -109,8 +110,8 @@ def curve_table(points: list[dict], panel: str = "zeroshot") -> str:
 
 
 def write_curve(points: list[dict], out_dir: str | Path) -> None:
-    """`out_dir`/scarcity.json (every point with its CIs), scarcity_<panel>.json (DVC plots: a row per size,
-    a column per mix), scarcity.md (PairAug against each baseline per size) and scarcity.png."""
+    """`out_dir`/scarcity.json (every point with its CIs), scarcity_<panel>.json (DVC plots: a row per size
+    and mix), scarcity.md (PairAug against each baseline per size) and scarcity.png."""
     out_dir = Path(out_dir)
     write_json(out_dir / "scarcity.json", {"points": sorted(points, key=lambda p: p["real_train_pairs"])})
     for panel, _ in PANELS:
