@@ -49,7 +49,9 @@ def test_rows_hold_one_line_per_mix_and_a_better_mix_lies_above():
 @pytest.mark.slow
 def test_dvc_plots_show_draws_each_labels_roc_with_every_mix(tiny_repo):
     shown = json.loads(run(["dvc", "plots", "show", "--json"], tiny_repo).stdout)
-    assert not shown.get("errors"), shown.get("errors")
+    # The scarcity plots come from `pairaug curve`, not from `dvc repro`: a fresh copy has none yet.
+    errors = [e for e in shown.get("errors", []) if not e["name"].startswith("metrics/scarcity_")]
+    assert not errors, errors
     mixes = set(json.loads((tiny_repo / "metrics/ablation.json").read_text())["table"])
     for label in COMPETITION_LABELS:
         plot = f"metrics/roc/{label_file(label)}"

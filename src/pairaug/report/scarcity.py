@@ -1,6 +1,6 @@
 """The scarcity curve: the ablation at several target train sizes, one line per mix with its CI band.
 
-`pairaug curve run --sizes 25 75 200 600` runs one DVC experiment per size (`dvc exp run --temp -S
+`pairaug curve run --sizes 25 50 100 200` runs one DVC experiment per size (`dvc exp run --temp -S
 data.phantom.train_patients=N -n curve-N`: each in a temporary copy, the pool, scorer and generator
 restored from DVC's run cache), then reads each experiment's `metrics/ablation.json` and
 `metrics/data.json` from its git ref and writes `metrics/scarcity.json` (every point with its CIs),
