@@ -1,15 +1,21 @@
 """The declared DVC metrics are the small summary an experiment is compared on (README "Comparing experiments")."""
 
 import json
+import shlex
 
 import pytest
-from conftest import run
+from conftest import REPO, run
 
 from pairaug.report.summary import experiment_summary
 
 # The command the README recommends for comparing mixes, and the terminal width it must fit.
-RECOMMENDED = ["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", r"Experiment|^zs\."]
+README_COMMAND = r"dvc exp show --drop '.*' --keep 'Experiment|^zs\.'"
+RECOMMENDED = [*shlex.split(README_COMMAND), "--no-pager"]
 WIDTH = 160
+
+
+def test_the_readme_recommends_the_command_tested_here():
+    assert README_COMMAND in (REPO / "README.md").read_text()
 
 
 def _stat(auc, lo, hi):
