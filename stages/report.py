@@ -24,11 +24,12 @@ def main() -> None:
     params = load_params()
     cfg = section(ReportConfig, params, "report")
     seed = params.get("seed", 0)
+    priors, prune = read_json("metrics/priors.json"), read_json("metrics/prune.json")  # before any write
     mixes = list(read_mixes(params))
-    report = write_report(mixes, cfg, seed, "data/eval", "metrics/ablation.md", "metrics/ablation.json")
-    write_roc_by_label(load_scores("data/eval", mixes), "metrics/roc")
-    write_json("metrics/summary.json", experiment_summary(report, read_json("metrics/priors.json"),
-                                                          read_json("metrics/prune.json")))
+    scores = load_scores("data/eval", mixes)
+    report = write_report(mixes, cfg, seed, "data/eval", "metrics/ablation.md", "metrics/ablation.json", scores)
+    write_roc_by_label(scores, "metrics/roc")
+    write_json("metrics/summary.json", experiment_summary(report, priors, prune))
 
     real = read_pairs(PREPARED)
     train = real[real["split"] == "train"]

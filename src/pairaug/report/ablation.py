@@ -263,11 +263,12 @@ def ablation_markdown(report: dict, cfg: ReportConfig, missing: list[str]) -> st
 
 
 def write_report(mixes: list[str], cfg: ReportConfig, seed: int, eval_dir: str | Path, out_md: str | Path,
-                 out_json: str | Path) -> dict:
-    """Gather data/eval/<mix>/scores.parquet into the ablation table and verdicts (Markdown + JSON)."""
+                 out_json: str | Path, scores: dict[str, pd.DataFrame] | None = None) -> dict:
+    """Gather data/eval/<mix>/scores.parquet into the ablation table and verdicts (Markdown + JSON);
+    `scores`: those tables already loaded (`load_scores`)."""
     from pairaug.io import atomic_path, write_json
 
-    scores = load_scores(eval_dir, mixes)
+    scores = load_scores(eval_dir, mixes) if scores is None else scores
     missing = [m for m in mixes if m not in scores]
     report = ablation(scores, cfg, seed, eval_dir)
     settings = {"bootstrap_resamples": cfg.bootstrap_resamples, "ci": cfg.ci, "seed": seed,

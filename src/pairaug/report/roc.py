@@ -43,7 +43,8 @@ def seed_averaged_tpr(part: pd.DataFrame) -> np.ndarray | None:
 
 
 def roc_by_label(scores: dict[str, pd.DataFrame], labels: tuple[str, ...] = COMPETITION_LABELS) -> dict:
-    """{label: rows} for the labels every given mix scores; rows as in the module docstring."""
+    """{label: rows} for the labels some mix scores zero-shot (each with the mixes that do); rows as in the
+    module docstring."""
     out = {}
     for label in labels:
         tprs = {}
