@@ -34,10 +34,15 @@ TINY_PARAMS: dict = {
     "generator": {"arch": {"block_out_channels": [8, 16, 32]}, "train": {"steps": 20, "batch_size": 16},
                   "check": {"reports": 24, "steps": 3}},
     "generate": {"steps": 4, "batch_size": 8},
-    "intra": {"steps": 4, "batch_size": 8, "candidates": 2, "check": {"psnr_pairs": 8, "reference_pairs": 16}},
+    "rewrite": {"valid_reports": 8},
+    "intra": {"steps": 4, "batch_size": 8, "candidates": 2, "check": {"psnr_pairs": 8, "reference_pairs": 16},
+              "sweep": {"guidance": [3.5], "eta": [0.2, 0.5], "self_eta": [0.2]}},
     # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
     # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
     "prune": {"inter_tau": 0.0},
+    # A 20-step generator draws no finding: the gate's change_read bound is tested on phantom films
+    # (tests/test_intra_gate.py), not here.
+    "validate": {"min_change_read": 0.0},
     # Five of the eight mixes: both controls, the real-only baseline, a single branch and the full method
     # (each mix is two stages; the others train the same code on other manifests).
     "pretrain": {"seeds": [0], "arch": {"vision_layers": 1, "text_layers": 1},

@@ -15,7 +15,7 @@ from test_intra_p2p import tiny_generator
 
 from pairaug.data.phantom import iter_studies, render
 from pairaug.generate.intra import psnr
-from pairaug.generate.inversion import ddim_invert, inversion_start, reconstruct
+from pairaug.generate.inversion import ddim_invert, inversion_start, invert, reconstruct
 from pairaug.models.generator import UNetArch, load_generator, train_scheduler
 from pairaug.train.diffusion import DiffusionTrainConfig, train_unet
 
@@ -67,3 +67,34 @@ def test_start_skips_only_timesteps_without_signal():
     sd = DDIMScheduler.from_config(PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").config,
                                    timestep_spacing="trailing")
     assert inversion_start(sd, 15) == 0
+
+
+GUIDANCE = 7.5  # strong enough that plain inversion visibly drifts on the tiny model
+
+
+def _redraw_psnr(pipe, films, reports, inversion, guidance):
+    z = reconstruct(pipe, inversion.latents, reports, STEPS, guidance, inversion.start, inversion.nulls)
+    return float(psnr(pipe.decode(z), films).mean())
+
+
+def test_null_text_and_negative_prompt_inversion_hold_at_the_edits_guidance(trained):
+    pipe, films, reports = trained
+    clean = pipe.encode_image(films)
+    plain = invert(pipe, clean, reports, STEPS, method="ddim", guidance=GUIDANCE, refine=1)
+    at_one = _redraw_psnr(pipe, films, reports, plain, 1.0)
+    drifted = _redraw_psnr(pipe, films, reports, plain, GUIDANCE)
+    null = invert(pipe, clean, reports, STEPS, method="null_text", guidance=GUIDANCE, refine=1, inner_steps=10)
+    negative = invert(pipe, clean, reports, STEPS, method="negative_prompt", guidance=GUIDANCE, refine=1)
+    held, neg = _redraw_psnr(pipe, films, reports, null, GUIDANCE), _redraw_psnr(pipe, films, reports, negative, GUIDANCE)
+    assert drifted < at_one - 2, (drifted, at_one)  # the problem: guidance pulls plain inversion off the film
+    assert held > drifted + 3, (held, drifted, at_one)
+    assert neg == pytest.approx(at_one, abs=0.5)  # source ε under its own prompt: guidance cancels
+    assert len(null.nulls) == STEPS - null.start and null.nulls[0].shape == pipe.encode_prompt(reports).shape
+    # one embedding per film, each fitted to its own film
+    assert not torch.allclose(null.nulls[-1][0], null.nulls[-1][1])
+
+
+def test_unknown_inversion_method_is_refused(trained):
+    pipe, films, reports = trained
+    with pytest.raises(ValueError, match="unknown inversion method 'exact'"):
+        invert(pipe, pipe.encode_image(films), reports, STEPS, method="exact", guidance=3.5)

@@ -18,6 +18,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from pairaug.generate.inversion import reconstruct
 from pairaug.generate.p2p import (
     EditSchedule,
+    LocalBlend,
     P2PAttnProcessor,
     P2PController,
     align_tokens,
@@ -257,3 +258,69 @@ def test_explicit_maps_only_where_the_schedule_edits(pipe, monkeypatch):
     n_self_small = sum(name.endswith("attn1.processor") and name.startswith(("down_blocks.2", "mid_block", "up_blocks.0"))
                        for name in layers)  # the 4x4 level: 16 query positions
     assert calls == {"cross": n_cross * 3, "self": n_self_small * 3}  # steps 0-2 of 6 (< 0.5·6 and < 0.34·6)
+
+
+# ---------------------------------------------------------------------- re-weighting and local blend
+
+
+def _first_cross_maps(pipe, reweight):
+    """The conditional maps (source, edit) of the first cross-attention call of the first step."""
+    seen = []
+
+    def observe(step, layer, is_cross, src_maps, edit_maps):
+        if is_cross and not seen:
+            seen.append((src_maps.clone(), edit_maps.clone()))
+
+    edit_sample(pipe, [SOURCE], [EDIT], noise(pipe), steps=STEPS, guidance=GUIDANCE, eta=0.5, self_eta=0.0,
+                self_max_positions=64, observer=observe, reweight=reweight)
+    return seen[0]
+
+
+def test_reweighting_a_token_changes_only_what_that_token_attends_to(pipe):
+    src1, edit1 = _first_cross_maps(pipe, 1.0)
+    src3, edit3 = _first_cross_maps(pipe, 3.0)
+    _, shared = refine_mapper(prompt_token_ids(pipe, [SOURCE]), prompt_token_ids(pipe, [EDIT]))
+    added = ~shared[0]
+    assert added.any()
+    torch.testing.assert_close(edit3[..., added], 3.0 * edit1[..., added], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(edit3[..., ~added], edit1[..., ~added], atol=0, rtol=0)  # the others: untouched
+    torch.testing.assert_close(src3, src1, atol=0, rtol=0)  # and the source branch
+    # and it acts on the image
+    _, plain = run_edit(pipe)
+    _, weighted = edit_sample(pipe, [SOURCE], [EDIT], noise(pipe), steps=STEPS, guidance=GUIDANCE, eta=0.5,
+                              self_eta=0.2, self_max_positions=64, reweight=3.0)
+    assert (weighted - plain).abs().max() > 100 * ATOL
+
+
+def test_local_blend_masks_where_the_changed_tokens_attend():
+    # planted maps on a 4x4 layer: the removed token attends to the top-left corner in the source branch,
+    # the added one to the bottom-right in the edit branch; the mask is their union, nothing else
+    blend = LocalBlend(threshold=0.5, start=0.0, max_positions=16)
+    blend.begin((4, 4))
+    src, edit = torch.full((1, 2, 16, 3), 0.01), torch.full((1, 2, 16, 3), 0.01)
+    src[0, :, 0, 1] = 1.0  # query (0, 0) attends to key 1 (removed)
+    edit[0, :, 15, 2] = 1.0  # query (3, 3) attends to key 2 (added)
+    removed, added = torch.tensor([[False, True, False]]), torch.tensor([[False, False, True]])
+    blend.collect(src, edit, removed, added)
+    x = torch.cat([torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)])  # [source; edit]
+    out = blend(step=0, steps=4, x=x)
+    expected = torch.zeros(4, 4, dtype=torch.bool)
+    expected[:2, :2] = expected[2:, 2:] = True  # each point, grown by the 3x3 max-pool
+    assert torch.equal(blend.mask[0, 0].bool(), expected)
+    assert torch.equal(out[1, 0], expected.float())  # edit inside the mask, source outside
+    assert torch.equal(out[0], x[0])
+
+
+def test_local_blend_keeps_the_source_outside_the_mask(pipe):
+    # the untrained UNet attends almost uniformly (maps within ~5% of their maximum): a high cut
+    blend = LocalBlend(threshold=0.985, start=0.2)
+    src, edit = edit_sample(pipe, [SOURCE], [EDIT], noise(pipe), steps=STEPS, guidance=GUIDANCE, eta=0.5,
+                            self_eta=0.2, self_max_positions=64, blend=blend)
+    mask = blend.mask[0, 0].bool()
+    assert 0 < int(mask.sum()) < mask.numel()  # a region, not nothing and not the whole film
+    # the embedded generator samples pixels: outside the mask x' is the source branch's, bit for bit
+    assert torch.equal(edit[0, :, ~mask], src[0, :, ~mask])
+    assert (edit[0, :, mask] - src[0, :, mask]).abs().max() > 100 * ATOL  # inside, the edit draws
+    # the source branch is the same as without blending (only the edit branch is blended)
+    src0, _ = run_edit(pipe)
+    torch.testing.assert_close(src, src0, atol=ATOL, rtol=0)

@@ -29,9 +29,11 @@ from pairaug.generate.intra import (
     generate_intra,
     intra_metrics,
     intra_store,
+    kept_intra_ids,
     make_intra_chunk,
     real_sources,
 )
+from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.generate.run import read_rewritten
 from pairaug.io import save_png, sha256_file
 from pairaug.models.generator import load_generator
@@ -41,6 +43,7 @@ from pairaug.params import section
 
 STORED = 32
 N_PAIRS = 6
+EDIT = {"guidance": 3.5, "eta": 0.5, "self_eta": 0.2}  # what intra-sweep chooses in the pipeline
 
 
 def write_inputs(root: Path, n: int = N_PAIRS) -> tuple[Path, Path]:
@@ -104,7 +107,7 @@ def sd_folder(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("init", ["noise", "inversion"])
 def test_external_stable_diffusion_folder_edits_in_latent_space(tmp_path, sd_folder, init):
     prepared, rewritten = write_inputs(tmp_path)
-    cfg = IntraConfig(steps=3, batch_size=4, init=init, self_max_positions=256, candidates=1)
+    cfg = IntraConfig(steps=3, batch_size=4, init=init, self_max_positions=256, candidates=1, **EDIT)
     seen = []
 
     def spy(module, args):  # a global forward pre-hook: what latents did the UNet see?
@@ -135,7 +138,7 @@ def test_external_stable_diffusion_folder_edits_in_latent_space(tmp_path, sd_fol
 def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path):
     prepared, rewritten = write_inputs(tmp_path)
     generator = tiny_generator(tmp_path / "generator", size=16)  # drawn at 16 px, stored at 32
-    cfg = IntraConfig(steps=3, batch_size=4, init="inversion")
+    cfg = IntraConfig(steps=3, batch_size=4, init="inversion", **EDIT)
     whole = run(cfg, tmp_path, prepared, rewritten, generator, "whole")
     check_contract(whole, tmp_path / "whole", True, cfg)
     # cfg.candidates edits per report: candidate 0 keeps a single edit's id; the others start from the
@@ -168,9 +171,12 @@ def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path
             assert (a["image_sha256"], a["source_image_sha256"]) == (b["image_sha256"], b["source_image_sha256"])
 
     # a different edit setting never picks up those chunks: its work folder differs, its pair ids do not
+    # (the guidance is part of the sampler a pair id hashes, as for inter pairs)
     edits, sha = read_rewritten(rewritten), generator_sha(generator)
-    for changed in ({"eta": 0.2}, {"init": "noise"}, {"self_eta": 0.0}, {"inversion_refine": 0}):
-        other = intra_store(IntraConfig(steps=3, batch_size=4, **changed), 0, edits, sha, tmp_path / "work")
+    for changed in ({"eta": 0.2}, {"init": "noise"}, {"self_eta": 0.0}, {"inversion_refine": 0},
+                    {"inversion": "ddim"}, {"reweight": 2.0}, {"blend_threshold": 0.3}):
+        other = intra_store(IntraConfig(steps=3, batch_size=4, **{**EDIT, **changed}), 0, edits, sha,
+                            tmp_path / "work")
         assert other.work != store.work and other.items["pair_id"].tolist() == store.items["pair_id"].tolist()
 
 
@@ -183,15 +189,26 @@ def test_a_report_of_an_unknown_film_names_file_row_and_field(tmp_path):
     frame.loc[3, "source_pair_id"] = "nope"
     frame.to_parquet(rewritten)
     with pytest.raises(InputError, match=r"'nope'.*row 3.*field 'source_pair_id'"):
-        run(IntraConfig(steps=2), tmp_path, prepared, rewritten, tmp_path / "unused", "out")
+        run(IntraConfig(steps=2, **EDIT), tmp_path, prepared, rewritten, tmp_path / "unused", "out")
 
 
 @pytest.mark.parametrize(("params", "key"), [({"eta": 1.5}, "intra.eta"), ({"init": "random"}, "intra.init"),
                                               ({"self_max_positions": 0}, "intra.self_max_positions"),
-                                              ({"check": {"psnr_pairs": 0}}, "intra.check.psnr_pairs")])
+                                              ({"check": {"psnr_pairs": 0}}, "intra.check.psnr_pairs"),
+                                              ({"inversion": "exact"}, "intra.inversion"),
+                                              ({"sweep": {"eta": []}}, "intra.sweep.eta"),
+                                              ({"blend_threshold": 2.0}, "intra.blend_threshold")])
 def test_bad_params_name_the_key(params, key):
     with pytest.raises(ParamError, match=key.replace(".", r"\.")):
         section(IntraConfig, {"intra": params}, "intra")
+
+
+def test_an_edit_setting_left_null_needs_the_sweeps_choice(tmp_path):
+    prepared, rewritten = write_inputs(tmp_path)
+    with pytest.raises(ParamError, match=r"intra\.guidance.*intra-sweep"):
+        run(IntraConfig(steps=2), tmp_path, prepared, rewritten, tmp_path / "unused", "out")
+    chosen = IntraConfig(eta=0.8).resolved({"guidance": 7.5, "eta": 0.2, "self_eta": 0.0})
+    assert (chosen.guidance, chosen.eta, chosen.self_eta) == (7.5, 0.8, 0.0)  # a fixed param wins
 
 
 # ------------------------------------------------------------------------------ the stage under DVC
@@ -223,16 +240,27 @@ def test_stage_in_the_tiny_pipeline(tiny_repo):
     edits = pd.read_parquet(tiny_repo / "data/rewritten/intra.parquet").query("status == 'ok'")
     new = edits.drop_duplicates(["source_pair_id", "report_new"]).set_index(["source_pair_id", "report_new"])
     new = new.loc[list(zip(manifest["source_pair_id"], manifest["report"]))]
-    for label, n in metrics["labels"]["changed_pairs"].items():
+    for label, n in metrics["labels"]["all"]["changed_pairs"].items():
         before = pairs.loc[manifest["source_pair_id"], label].fillna(0).to_numpy() == 1
         assert n == int(((new[label].fillna(0).to_numpy() == 1) != before).sum()), label
 
+    kept = kept_intra_ids(tiny_repo / "data/pruned/pairs.parquet")
+    assert metrics["kept"] == len(kept) > 0 and kept <= set(manifest["pair_id"])
+
+    # the settings are intra-sweep's choice, made on valid films only
+    sweep = json.loads((tiny_repo / "metrics/intra_sweep.json").read_text())
+    chosen = [r for r in sweep if r["chosen"]]
+    assert len(chosen) == 1 and (manifest["eta"] == chosen[0]["eta"]).all()
+    assert (manifest["guidance"] == chosen[0]["guidance"]).all()
+    valid_edits = pd.read_parquet(tiny_repo / "data/rewritten/intra_valid.parquet")
+    assert set(pairs.loc[valid_edits["source_pair_id"], "split"]) == {"valid"}
+
     params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
-    cfg = section(IntraConfig, params, "intra")
+    cfg = section(IntraConfig, params, "intra").resolved(chosen_setting(tiny_repo / "metrics/intra_sweep.json"))
     again = intra_metrics(cfg, params["seed"], manifest, out_dir=out, prepared=tiny_repo / "data/prepared/pairs.parquet",
                           rewritten=tiny_repo / "data/rewritten/intra.parquet",
                           generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer",
-                          probe_films=tiny_repo / "data/pool/pairs.parquet")
+                          probe_films=tiny_repo / "data/pool/pairs.parquet", kept=kept)
     assert _same(json.loads(json.dumps(again)), metrics)
 
 

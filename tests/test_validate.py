@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from test_prune import make_world, sources
+from test_prune import SIZE, make_world, sources
 
-from pairaug.data.schema import LABELS
+from pairaug.data.phantom import iter_studies, render
+from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import QualityGateError
-from pairaug.io import sha256_file
+from pairaug.io import save_png, sha256_file
 from pairaug.prune import finalize, load_candidates
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.validate import validate_pairs
@@ -54,13 +55,28 @@ def base(tmp_path_factory) -> Path:
     out.mkdir(parents=True)
     pairs.to_parquet(out / "pairs.parquet", index=False)
     committed_gx(root)
+    write_pool(root / "data" / "pool")
     return root
 
 
+def write_pool(folder: Path) -> None:
+    """A small phantom public pool: the films the probe behind change_read is fit on."""
+    rows = []
+    for i, s in enumerate(iter_studies(0, "train", 30, population="pool")):
+        rel = f"images/{i}.png"
+        save_png(render(s, SIZE), folder / rel)
+        rows.append({"pair_id": f"pool{i}", "patient_id": s.patient_id, "study_id": s.study_id, "split": "train",
+                     "image": rel, "report": s.report, "view": "PA", **s.labels(), "label_source": "phantom"})
+    pairs_frame(rows).to_parquet(folder / "pairs.parquet")
+
+
 def run_gate(root: Path, data_docs: bool = False) -> dict:
-    return validate_pairs(ValidateConfig(data_docs=data_docs), pruned=root / "data/pruned/pairs.parquet",
-                          prepared=root / "data/prepared/pairs.parquet", out_dir=root / "data/validated",
-                          metrics_path=root / "metrics/validate.json", gx_root=root)
+    # This world's intra films are random patterns that show no finding: the change_read bound has its
+    # own test on phantom edits (test_intra_gate.py); here it is held at 0 (the fact is still computed).
+    return validate_pairs(ValidateConfig(data_docs=data_docs, min_change_read=0.0),
+                          pruned=root / "data/pruned/pairs.parquet", prepared=root / "data/prepared/pairs.parquet",
+                          out_dir=root / "data/validated", metrics_path=root / "metrics/validate.json", gx_root=root,
+                          pool=root / "data/pool/pairs.parquet")
 
 
 def test_good_pairs_pass_and_are_written(base: Path, tmp_path: Path) -> None:

@@ -27,19 +27,18 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from pairaug.data.images import load_gray
-from pairaug.data.schema import LABELS, read_pairs
-from pairaug.errors import InputError
+from pairaug.data.schema import read_pairs
+from pairaug.errors import InputError, ParamError
 from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan, progress_bar
-from pairaug.generate.inversion import ddim_invert, reconstruct
-from pairaug.generate.p2p import edit_sample
+from pairaug.generate.inversion import invert, reconstruct
+from pairaug.generate.p2p import LocalBlend, edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import seed_from, stable_hash
-from pairaug.measurement.images import load_split_images, resize_batch
-from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
+from pairaug.measurement.edit_readout import fit_readout_probe, read_edits
+from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import TextToImagePipeline, load_generator
 from pairaug.models.scorer import load_scorer
@@ -63,35 +62,91 @@ class IntraCheck:
 
 
 @dataclass
+class IntraSweep:
+    """intra-sweep's grid (generate/intra_sweep.py): the settings tried on the valid split for every one
+    of `intra.guidance`, `intra.eta`, `intra.self_eta` left null."""
+
+    guidance: list[float] = field(default_factory=lambda: [3.5, 7.5])
+    eta: list[float] = field(default_factory=lambda: [0.2, 0.5])
+    self_eta: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    min_patient_cos: float = 0.65  # the least mean cos(f(x'), f(x)) a chosen setting keeps
+
+    def validate(self, prefix: str) -> None:
+        for name in ("guidance", "eta", "self_eta"):
+            values = getattr(self, name)
+            if not values:
+                raise ParamError(f"{prefix}.{name}", "must list at least one value")
+            for v in values:
+                if name == "guidance":
+                    positive(prefix, guidance=v)
+                else:
+                    in_range(prefix, name, v, 0.0, 1.0)
+        in_range(prefix, "min_patient_cos", self.min_patient_cos, -1.0, 1.0)
+
+
+INVERSIONS = ("negative_prompt", "null_text", "ddim")
+
+
+@dataclass
 class IntraConfig:
     steps: int = 15
-    guidance: float = 3.5
-    eta: float = 0.5  # cross-attention of the edit branch swapped for the source's while step < eta * steps
-    self_eta: float = 0.2  # self-attention swapped while step < self_eta * steps ...
+    # null: chosen on the valid split by intra-sweep (its grid: `sweep`); a number fixes the setting
+    guidance: float | None = None
+    eta: float | None = None  # cross-attention of the edit branch swapped for the source's while step < eta * steps
+    self_eta: float | None = None  # self-attention swapped while step < self_eta * steps ...
     self_max_positions: int = 64  # ... in layers with at most this many query positions
+    reweight: float = 2.0  # the edit branch's cross-attention to the tokens y' adds, times this
+    blend_threshold: float | None = None  # local blend (p2p): the mask's cut; null: no local blend
+    blend_start: float = 0.2  # local blend from this share of the steps on
     init: Literal["noise", "inversion"] = "inversion"
+    inversion: Literal["negative_prompt", "null_text", "ddim"] = "negative_prompt"
     inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
+    null_text_steps: int = 2  # inversion null_text: Adam steps per sampling step
+    null_text_lr: float = 0.05
     resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
     batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
     candidates: int = 2  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
     candidate_noise: float = 0.3  # init inversion: share of fresh noise in the start of candidates k > 0
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    sweep: IntraSweep = field(default_factory=IntraSweep)
     check: IntraCheck = field(default_factory=IntraCheck)
 
     def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, guidance=self.guidance, batch_size=self.batch_size,
-                 self_max_positions=self.self_max_positions, candidates=self.candidates)
+        positive(prefix, steps=self.steps, batch_size=self.batch_size, reweight=self.reweight,
+                 self_max_positions=self.self_max_positions, candidates=self.candidates,
+                 null_text_steps=self.null_text_steps, null_text_lr=self.null_text_lr)
+        if self.guidance is not None:
+            positive(prefix, guidance=self.guidance)
+        for name in ("eta", "self_eta"):
+            if getattr(self, name) is not None:
+                in_range(prefix, name, getattr(self, name), 0.0, 1.0)
+        if self.blend_threshold is not None:
+            in_range(prefix, "blend_threshold", self.blend_threshold, 0.0, 1.0)
+        in_range(prefix, "blend_start", self.blend_start, 0.0, 1.0)
         in_range(prefix, "candidate_noise", self.candidate_noise, 0.0, 1.0)
-        in_range(prefix, "eta", self.eta, 0.0, 1.0)
-        in_range(prefix, "self_eta", self.self_eta, 0.0, 1.0)
         in_range(prefix, "inversion_refine", self.inversion_refine, 0, 10)
+        if self.inversion not in INVERSIONS:
+            raise ParamError(f"{prefix}.inversion", f"must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
         if self.resolution is not None:
             positive(prefix, resolution=self.resolution)
+        self.sweep.validate(f"{prefix}.sweep")
+
+    def resolved(self, chosen: dict) -> IntraConfig:
+        """This config with the params left null set to intra-sweep's choice (`chosen`: guidance, eta, self_eta)."""
+        return dataclasses.replace(self, **{k: chosen[k] if getattr(self, k) is None else getattr(self, k)
+                                            for k in ("guidance", "eta", "self_eta")})
+
+    def require_resolved(self) -> None:
+        """Fail clearly when an edit setting is still null (not yet set from intra-sweep's choice)."""
+        missing = [k for k in ("guidance", "eta", "self_eta") if getattr(self, k) is None]
+        if missing:
+            raise ParamError(f"intra.{missing[0]}", "is null: set it, or run intra-sweep and use its choice "
+                                                    "(`dvc repro intra-sweep`; IntraConfig.resolved)")
 
     def fingerprint(self, dtype: torch.dtype) -> str:
         """Everything that shapes the images, with the dtype in use (float16 applies on GPU only): keys the
-        resume folder. The metrics' sample sizes do not shape the images."""
-        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("check", "dtype")}
+        resume folder. The metrics' sample sizes and the sweep's grid do not shape the images."""
+        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("check", "dtype", "sweep")}
         return stable_hash(shaping, str(dtype))
 
 
@@ -105,19 +160,36 @@ def native_height(pipe: TextToImagePipeline, cfg: IntraConfig) -> int:
     return cfg.resolution or pipe.unet.config.sample_size * pipe.vae_scale
 
 
-def starting_latents(pipe: TextToImagePipeline, cfg: IntraConfig, seeds: list[int], real: np.ndarray,
-                     source_reports: list[str], candidates: list[int] | None = None) -> tuple[torch.Tensor, int]:
-    """(latents, first sampling step): the inversion of the real films (candidates k > 0 with fresh noise
-    mixed in), or per-pair noise."""
+def edit_batch(pipe: TextToImagePipeline, cfg: IntraConfig, clean: np.ndarray, source_reports: list[str],
+               edit_reports: list[str], seeds: list[int], candidates: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Edit films (uint8 (N, H, W) at the generator's size) from y to y': (source branch, x'), uint8.
+
+    `init: inversion` inverts each distinct film once (a report's candidates share it): candidate 0 starts
+    from the inversion, k > 0 with `candidate_noise` of its fresh noise mixed in; `init: noise` starts
+    from each pair's noise. The unconditional embeddings of the inversion (`cfg.inversion`) guide both
+    branches."""
     height = native_height(pipe, cfg)
     noise = pipe.initial_noise(seeds, height) * pipe.scheduler.init_noise_sigma
-    if cfg.init != "inversion":
-        return noise, 0
-    clean = pipe.encode_image(resize_batch(real, height))
-    inverted, start = ddim_invert(pipe, clean, source_reports, cfg.steps, cfg.inversion_refine)
-    mix = torch.tensor([0.0 if k == 0 else cfg.candidate_noise for k in (candidates or [0] * len(seeds))],
-                       dtype=inverted.dtype, device=inverted.device).view(-1, *([1] * (inverted.dim() - 1)))
-    return (1 - mix).sqrt() * inverted + mix.sqrt() * noise.to(inverted), start
+    start, nulls, latents = 0, None, noise
+    if cfg.init == "inversion":
+        keys = [(r, clean[i].tobytes()) for i, r in enumerate(source_reports)]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        unique = sorted(set(first.values()))
+        row = [unique.index(first[k]) for k in keys]
+        inv = invert(pipe, pipe.encode_image(clean[unique]), [source_reports[i] for i in unique], cfg.steps,
+                     method=cfg.inversion, guidance=cfg.guidance, refine=cfg.inversion_refine,
+                     inner_steps=cfg.null_text_steps, lr=cfg.null_text_lr)
+        start = inv.start
+        nulls = None if inv.nulls is None else [n[row] for n in inv.nulls]
+        mix = torch.tensor([0.0 if k == 0 else cfg.candidate_noise for k in candidates], dtype=inv.latents.dtype,
+                           device=inv.latents.device).view(-1, *([1] * (inv.latents.dim() - 1)))
+        latents = (1 - mix).sqrt() * inv.latents[row] + mix.sqrt() * noise.to(inv.latents)
+    blend = LocalBlend(cfg.blend_threshold, cfg.blend_start) if cfg.blend_threshold is not None else None
+    src_lat, edit_lat = edit_sample(pipe, source_reports, edit_reports, latents, steps=cfg.steps,
+                                    guidance=cfg.guidance, eta=cfg.eta, self_eta=cfg.self_eta,
+                                    self_max_positions=cfg.self_max_positions, start=start, reweight=cfg.reweight,
+                                    blend=blend, nulls=nulls)
+    return pipe.decode(src_lat), pipe.decode(edit_lat)
 
 
 def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: int, gen_sha: str,
@@ -127,17 +199,15 @@ def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: i
 
     `sources`: the real pairs indexed by pair_id, with `report` (y) and `path` (x on disk).
     """
+    height = native_height(pipe, cfg)
+
     def make(chunk: pd.DataFrame) -> tuple[list[dict], dict[str, np.ndarray]]:
         src = sources.loc[chunk["source_pair_id"]]
         source_reports = src["report"].tolist()
-        real = np.stack([load_gray(p) for p in src["path"]]) if cfg.init == "inversion" else None
-        latents, start = starting_latents(pipe, cfg, chunk["seed"].tolist(), real, source_reports,
-                                          chunk["candidate"].tolist())
-        src_lat, edit_lat = edit_sample(pipe, source_reports, chunk["report"].tolist(), latents, steps=cfg.steps,
-                                        guidance=cfg.guidance, eta=cfg.eta, self_eta=cfg.self_eta,
-                                        self_max_positions=cfg.self_max_positions, start=start)
-        edited = resize_batch(pipe.decode(edit_lat), stored_size)
-        source_branch = resize_batch(pipe.decode(src_lat), stored_size)
+        real = resize_batch(np.stack([load_gray(p) for p in src["path"]]), height)
+        source_branch, edited = edit_batch(pipe, cfg, real, source_reports, chunk["report"].tolist(),
+                                           chunk["seed"].tolist(), chunk["candidate"].tolist())
+        edited, source_branch = resize_batch(edited, stored_size), resize_batch(source_branch, stored_size)
         rows, files = [], {}
         for (_, item), pixels, src_pixels in zip(chunk.iterrows(), edited, source_branch):
             rel, src_rel = f"images/{item['pair_id']}.png", f"source/{item['pair_id']}.png"
@@ -193,6 +263,7 @@ def generate_intra(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritt
                    generator_dir: str | Path, out_dir: str | Path, work_root: str | Path,
                    ranks: Ranks | None = None) -> pd.DataFrame | None:
     """Generate the IntraAug pairs into `out_dir`; rank 0 assembles and returns the manifest."""
+    cfg.require_resolved()
     ranks = ranks or Ranks.from_env()
     edits = read_rewritten(rewritten)
     sources = real_sources(prepared, edits["source_pair_id"], rewritten)
@@ -216,30 +287,36 @@ def generate_intra(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritt
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def _positive(frame: pd.DataFrame, label: str) -> np.ndarray:
-    return frame[label].fillna(0).to_numpy() == 1
-
-
 def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.sum(a * b, axis=1)))
+    return float(np.mean(np.sum(a * b, axis=1))) if len(a) else float("nan")
+
+
+def kept_intra_ids(pruned: str | Path) -> set[str]:
+    """The intra pairs that pruning kept (data/pruned/pairs.parquet)."""
+    pruned = Path(pruned)
+    if not pruned.exists():
+        raise InputError("pruned pairs not found (run `dvc repro prune`)", file=pruned)
+    pairs = pd.read_parquet(pruned, columns=["pair_id", "branch"])
+    return set(pairs.loc[pairs["branch"] == "intra", "pair_id"])
 
 
 def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_dir: str | Path,
                   prepared: str | Path, rewritten: str | Path, generator_dir: str | Path,
-                  scorer_dir: str | Path, probe_films: str | Path) -> dict:
+                  scorer_dir: str | Path, probe_films: str | Path, kept: set[str]) -> dict:
     """metrics/intra.json: does x' keep the patient, show y''s findings, and does inversion redraw x?
+    For all candidates and for the ones pruning kept (`kept`: their pair ids).
 
-    - patient: mean cos(f_img(x'), f_img(x)) over the pairs (x = the real source film, f = the scorer)
-      against mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn
-      from fresh noise, as InterAug draws its images (an unrelated image of the same kind).
+    - patient: mean cos(f_img(x'), f_img(x)) (x = the real source film, f = the scorer) against
+      mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn from
+      fresh noise, as InterAug draws its images (an unrelated image of the same kind).
     - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
-      the films being edited) reads y''s labels from x' (AUC, chance
-      0.5); the same probe on x itself is the no-edit baseline. `changed_auc` scores only the pairs
-      whose label differs between y and y': near 0 for x itself (it shows y's finding), above 0.5 where
-      x' shows y''s.
-    - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1 and at the edit's
-      guidance, against fresh-noise draws of y (what a broken inversion gets).
+      the films being edited) reads x' (measurement/edit_readout.py): changed-finding AUC per label
+      (pairs whose label differs between y and y'; near 0 for x itself, above 0.5 where x' shows y''s
+      finding), unchanged-finding AUC, and the same probe on x (the no-edit baseline).
+    - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1, and at the edit's
+      guidance with plain DDIM inversion and with `cfg.inversion`, against fresh-noise draws of y.
     """
+    cfg.require_resolved()
     if manifest.empty:
         return {"pairs": 0, "init": cfg.init}
     out_dir, prepared = Path(out_dir), Path(prepared)
@@ -257,6 +334,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     src = by_id.loc[manifest["source_pair_id"]]
     real = np.stack([load_gray(root / rel) for rel in src["image"]])
     f_edit, f_real, f_branch = (scorer.encode_images(a) for a in (edited, real, source_branch))
+    is_kept = manifest["pair_id"].isin(kept).to_numpy()
 
     # the reference: intra reports drawn from fresh noise (as InterAug draws) vs random real films of the split
     ref = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.reference_pairs, len(manifest)),
@@ -270,6 +348,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     ref_pos = manifest.index.get_indexer(ref.index)
     patient = {
         "edited_vs_source_film": _mean_cos(f_edit, f_real),
+        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]),
         "fresh_vs_random_film": _mean_cos(f_fresh, f_random),
         "fresh_vs_source_film": _mean_cos(f_fresh, f_real[ref_pos]),
         "source_branch_vs_source_film": _mean_cos(f_branch, f_real),
@@ -279,10 +358,24 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     }
     patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
 
-    labels = _label_recovery(Path(probe_films), pairs, manifest, edited, real, rewritten)
+    probe, _ = fit_readout_probe(probe_films)
+    old = src.reset_index(drop=True)
+    new = _new_labels(rewritten, manifest)
+    labels = {"all": read_edits(probe, edited, real, old, new)}
+    labels["kept"] = read_edits(probe, edited[is_kept], real[is_kept], old[is_kept].reset_index(drop=True),
+                                new[is_kept].reset_index(drop=True))
     inversion = _inversion_psnr(pipe, cfg, manifest, by_id, root, stored, rng)
-    return {"pairs": len(manifest), "init": cfg.init, "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
-            "self_eta": cfg.self_eta, "patient": patient, "labels": labels, "inversion": inversion}
+    return {"pairs": len(manifest), "kept": int(is_kept.sum()), "init": cfg.init, "inversion_method": cfg.inversion,
+            "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta, "self_eta": cfg.self_eta,
+            "reweight": cfg.reweight, "blend_threshold": cfg.blend_threshold, "patient": patient, "labels": labels,
+            "inversion": inversion}
+
+
+def _new_labels(rewritten: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The labels of each pair's new report y', one row per manifest row."""
+    new = pd.read_parquet(rewritten).drop_duplicates(["source_pair_id", "report_new"])
+    new = new.set_index(["source_pair_id", "report_new"])
+    return new.reindex(list(zip(manifest["source_pair_id"], manifest["report"]))).reset_index(drop=True)
 
 
 def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: IntraConfig, stored: int,
@@ -292,39 +385,6 @@ def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: 
     return resize_batch(np.concatenate(out), stored)
 
 
-def _label_recovery(probe_films: Path, pairs: pd.DataFrame, manifest: pd.DataFrame, edited: np.ndarray,
-                    real: np.ndarray, rewritten: str | Path) -> dict:
-    new = pd.read_parquet(rewritten).drop_duplicates(["source_pair_id", "report_new"])
-    new = new.set_index(["source_pair_id", "report_new"])
-    keys = list(zip(manifest["source_pair_id"], manifest["report"]))
-    targets_new = new.reindex(keys)
-    targets_old = pairs.set_index("pair_id").loc[manifest["source_pair_id"]]
-    fit_on = read_pairs(probe_films)
-    labels = [lb for lb in LABELS if lb in targets_new.columns and 0 < _positive(fit_on, lb).sum() < len(fit_on)]
-    fit_images = load_split_images(fit_on, probe_films.parent).numpy()
-    probe = PixelProbe(labels).fit(fit_images, {lb: _positive(fit_on, lb) for lb in labels})
-    y_new = {lb: _positive(targets_new, lb) for lb in labels}
-    auc_edit, auc_real = probe.auc(edited, y_new), probe.auc(real, y_new)
-    scores, scores_real = probe.scores(edited), probe.scores(real)
-    changed: dict[str, float | None] = {}
-    changed_real: dict[str, float | None] = {}
-    for lb in labels:
-        flip = y_new[lb] != _positive(targets_old, lb)
-        y = y_new[lb][flip]
-        ok = lb in scores and 0 < y.sum() < len(y)
-        changed[lb] = float(roc_auc_score(y, scores[lb][flip])) if ok else None
-        changed_real[lb] = float(roc_auc_score(y, scores_real[lb][flip])) if ok else None
-    checked = [lb for lb in CHECK_LABELS if lb in labels]
-    return {"auc": auc_edit, "mean_auc": mean_auc(auc_edit),
-            "mean_auc_checked": mean_auc({k: auc_edit[k] for k in checked}), "checked_labels": checked,
-            "source_film_auc": auc_real, "source_film_mean_auc": mean_auc(auc_real),
-            "source_film_mean_auc_checked": mean_auc({k: auc_real[k] for k in checked}),
-            "changed_auc": changed, "changed_mean_auc": mean_auc(changed),
-            "changed_source_film_auc": changed_real, "changed_source_film_mean_auc": mean_auc(changed_real),
-            "changed_pairs": {lb: int((y_new[lb] != _positive(targets_old, lb)).sum()) for lb in labels},
-            "chance": 0.5}
-
-
 def _inversion_psnr(pipe: TextToImagePipeline, cfg: IntraConfig, manifest: pd.DataFrame, by_id: pd.DataFrame,
                     root: Path, stored: int, rng: np.random.Generator) -> dict:
     sample = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.psnr_pairs, len(manifest)), replace=False))]
@@ -332,16 +392,19 @@ def _inversion_psnr(pipe: TextToImagePipeline, cfg: IntraConfig, manifest: pd.Da
     real = np.stack([load_gray(root / rel) for rel in src["image"]])
     reports = src["report"].tolist()
     height = native_height(pipe, cfg)
-    out: dict = {"pairs": len(sample), "refine": cfg.inversion_refine}
-    figures = {}
+    out: dict = {"pairs": len(sample), "refine": cfg.inversion_refine, "method": cfg.inversion}
+    figures: dict[str, list] = {}
     for start_at in range(0, len(sample), 64):
         sl = slice(start_at, start_at + 64)
-        latents, start = ddim_invert(pipe, pipe.encode_image(resize_batch(real[sl], height)), reports[sl], cfg.steps,
-                                     cfg.inversion_refine)
-        out["start_step"] = start
-        for name, g in (("guidance_1", 1.0), ("guidance_edit", cfg.guidance)):
-            redrawn = resize_batch(pipe.decode(reconstruct(pipe, latents, reports[sl], cfg.steps, g, start)), stored)
-            figures.setdefault(name, []).append(psnr(redrawn, real[sl]))
+        clean = pipe.encode_image(resize_batch(real[sl], height))
+        runs = {"guidance_1": ("ddim", 1.0), "guidance_edit_ddim": ("ddim", cfg.guidance),
+                "guidance_edit": (cfg.inversion, cfg.guidance)}
+        for name, (method, g) in runs.items():
+            inv = invert(pipe, clean, reports[sl], cfg.steps, method=method, guidance=g, refine=cfg.inversion_refine,
+                         inner_steps=cfg.null_text_steps, lr=cfg.null_text_lr)
+            out["start_step"] = inv.start
+            redrawn = reconstruct(pipe, inv.latents, reports[sl], cfg.steps, g, inv.start, inv.nulls)
+            figures.setdefault(name, []).append(psnr(resize_batch(pipe.decode(redrawn), stored), real[sl]))
     noise = _draw(pipe, reports, [seed_from("intra-psnr", pid) for pid in src.index], cfg, stored)
     figures["fresh_noise"] = [psnr(noise, real)]
     for name, values in figures.items():

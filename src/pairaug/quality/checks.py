@@ -14,14 +14,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pairaug.data.images import load_gray
 from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS
 from pairaug.io import sha256_file
+from pairaug.measurement.edit_readout import reads_new
+from pairaug.measurement.pixel_probe import PixelProbe
 
 CHECK_COLUMNS: tuple[str, ...] = (
     "word_count", "image_exists", "image_decodes", "image_mode", "image_height", "image_width",
     "expected_height", "expected_width", "sha256_matches", "identical_to_source", "label_changed",
-    "source_split", "patient_split", "patient_matches_source",
+    "source_split", "patient_split", "patient_matches_source", "change_read",
 )
 
 
@@ -61,9 +64,11 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
     return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
 
 
-def derive_checks(pairs: pd.DataFrame, pairs_dir: str | Path, real: pd.DataFrame, real_dir: str | Path) -> pd.DataFrame:
+def derive_checks(pairs: pd.DataFrame, pairs_dir: str | Path, real: pd.DataFrame, real_dir: str | Path,
+                  readout: tuple[PixelProbe, dict[str, float]] | None = None) -> pd.DataFrame:
     """`pairs` plus the CHECK_COLUMNS; `pairs_dir` is the folder image paths are relative to; `real` the
-    prepared real pairs (read from `real_dir`)."""
+    prepared real pairs (read from `real_dir`); `readout`: the pixel probe (fit on films never edited)
+    and its thresholds that read the intra pairs' changed findings (without one, change_read is null)."""
     pairs_dir, real_dir = Path(pairs_dir), Path(real_dir)
     df = pairs.reset_index(drop=True).copy()
     n = len(df)
@@ -123,4 +128,20 @@ def derive_checks(pairs: pd.DataFrame, pairs_dir: str | Path, real: pd.DataFrame
                                    dtype="string")
     df["patient_matches_source"] = pd.array(
         [None if not ok else p == sp for ok, p, sp in zip(found, patients, src["patient_id"])], dtype="boolean")
+    df["change_read"] = change_read(df, pairs_dir, src, found, readout)
     return df
+
+
+def change_read(df: pd.DataFrame, pairs_dir: Path, src: pd.DataFrame, found: np.ndarray,
+                readout: tuple[PixelProbe, dict[str, float]] | None) -> pd.Series:
+    """Intra pairs: the share of the findings y' changed (from the source pair's labels) that the probe
+    reads in x' as y' states them; null for other branches, unreadable images and unchanged labels."""
+    out = np.full(len(df), np.nan)
+    rows = np.flatnonzero((_column(df, "branch") == "intra").to_numpy() & found
+                          & df["image_decodes"].fillna(False).to_numpy(dtype=bool))
+    if readout is not None and len(rows) and all(label in df.columns for label in LABELS):
+        probe, thresholds = readout
+        edited = np.stack([load_gray(pairs_dir / df.at[i, "image"]) for i in rows])
+        _, share = reads_new(probe, thresholds, edited, src.iloc[rows], df.iloc[rows])
+        out[rows] = share
+    return pd.Series(out, index=df.index, dtype="Float64").where(~np.isnan(out), None)

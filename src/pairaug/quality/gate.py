@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pairaug.errors import InputError, ParamError, QualityGateError
-from pairaug.params import positive
+from pairaug.params import in_range, positive
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,13 @@ class ValidateConfig:
     checkpoint: str = "pruned_pairs"  # gx/checkpoints/<name>.json (its validation definition names the suite)
     data_docs: bool = True  # run the checkpoint's UpdateDataDocsAction (gx/uncommitted/data_docs/)
     examples: int = 3  # failing pair ids quoted per failed expectation in the error line
+    # The suite's parameters ({"$PARAMETER": name} in gx/expectations): the least mean change_read of
+    # the kept intra pairs (the share of their changed findings a pixel probe reads in x' as y' has them)
+    min_change_read: float = 0.3
 
     def validate(self, prefix: str) -> None:
         positive(prefix, examples=self.examples)
+        in_range(prefix, "min_change_read", self.min_change_read, 0.0, 1.0)
         if not self.checkpoint:
             raise ParamError(f"{prefix}.checkpoint", "must name a checkpoint in gx/checkpoints/")
 
@@ -52,15 +56,22 @@ def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig) -> 
         checkpoint = context.checkpoints.get(cfg.checkpoint)
     except DataContextError:
         raise ParamError("validate.checkpoint", f"no checkpoint {cfg.checkpoint!r} in {root / 'gx' / 'checkpoints'}") from None
+    parameters = suite_parameters(cfg)
     if cfg.data_docs:
-        result = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
         runs = list(result.run_results.values())
     else:  # the same validation, without the Data Docs action
-        runs = [vd.run(batch_parameters={"dataframe": frame}, result_format=checkpoint.result_format)
+        runs = [vd.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
+                       result_format=checkpoint.result_format)
                 for vd in checkpoint.validation_definitions]
     if len(runs) != 1:
         raise ParamError("validate.checkpoint", f"expected one validation definition in {cfg.checkpoint!r}, got {len(runs)}")
     return stable(runs[0].to_json_dict())
+
+
+def suite_parameters(cfg: ValidateConfig) -> dict[str, float]:
+    """The values of the suite's `$PARAMETER` bounds, from params.yaml's `validate` section."""
+    return {"min_change_read": cfg.min_change_read}
 
 
 def stable(result: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +100,7 @@ def describe(config: dict[str, Any]) -> str:
     elif "value_set" in kw:
         cond = f"{col} in {list(kw['value_set'])}"
     elif "min_value" in kw or "max_value" in kw:
-        lo, hi = kw.get("min_value"), kw.get("max_value")
+        lo, hi = (_bound(kw.get(k)) for k in ("min_value", "max_value"))
         what = col if col else "rows"
         cond = " ".join(p for p in (f"{_num(lo)} <=" if lo is not None else "", what,
                                     f"<= {_num(hi)}" if hi is not None else "") if p)
@@ -107,6 +118,11 @@ def describe(config: dict[str, Any]) -> str:
         cond += f", mostly {kw['mostly']}"
     where = _condition_text(kw.get("row_condition"))
     return f"{kind}({cond}{' where ' + where if where else ''})"
+
+
+def _bound(x: Any) -> Any:
+    """A bound as stated: a number, or the name of the suite parameter it reads."""
+    return f"${x['$PARAMETER']}" if isinstance(x, dict) and "$PARAMETER" in x else x
 
 
 def _num(x: Any) -> Any:

@@ -12,6 +12,8 @@ from pairaug.data.mixes import CONTROL_BRANCHES, REAL_DUP_MATCHES, pool_real_pai
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
 from pairaug.io import atomic_path, sha256_file, write_json, write_parquet
+from pairaug.measurement.edit_readout import fit_readout_probe
+from pairaug.measurement.pixel_probe import PixelProbe
 from pairaug.quality.checks import derive_checks
 from pairaug.quality.gate import DATA_DOCS_INDEX, ValidateConfig, gate, run_suite, summary
 
@@ -25,6 +27,17 @@ def read_pruned(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise InputError(f"cannot read Parquet: {e}", file=path) from None
+
+
+def edit_readout(pairs: pd.DataFrame, pool: Path) -> tuple[PixelProbe, dict[str, float]] | None:
+    """The probe that reads the intra pairs' changed findings, fit on the public pool's real films (never
+    edited); None when no intra pair is there to read."""
+    if "branch" not in pairs.columns or not (pairs["branch"] == "intra").any():
+        return None
+    if not pool.exists():
+        raise InputError("the public pool's pairs are not there (the intra pairs' change_read needs its films; "
+                         "run `dvc repro prepare-pool`)", file=pool)
+    return fit_readout_probe(pool)
 
 
 def mix_manifest(pairs: pd.DataFrame, branches: list[str], controls: dict[str, pd.DataFrame] | None = None
@@ -77,7 +90,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
     pruned, prepared, out_dir, pool = Path(pruned), Path(prepared), Path(out_dir), Path(pool)
     pairs = read_pruned(pruned)
     real = read_pairs(prepared)
-    frame = derive_checks(pairs, pruned.parent, real, prepared.parent)
+    frame = derive_checks(pairs, pruned.parent, real, prepared.parent, edit_readout(pairs, pool))
     result = run_suite(frame, gx_root, cfg)
     info = summary(result, frame, cfg.examples)
     docs = str(Path(gx_root) / "gx" / DATA_DOCS_INDEX) if cfg.data_docs else None

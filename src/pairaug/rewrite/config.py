@@ -67,6 +67,9 @@ class RewriteConfig:
     max_words: int = 50
     min_words: int = 8
     limit: int | None = None  # rewrite only the first N train reports (quick, cheap trials)
+    # IntraAug rewrites of this many valid reports (a seeded sample): the edits intra-sweep chooses the
+    # edit settings on, so no tuned choice sees a train or test film (0: none, intra-sweep then fails)
+    valid_reports: int = 32
     concurrency: int = 8
     timeout_s: float = 60.0
     max_retries: int = 5
@@ -89,6 +92,8 @@ class RewriteConfig:
             raise ParamError(f"{prefix}.max_retries", f"must be >= 0, got {self.max_retries}")
         if self.backoff_s < 0:
             raise ParamError(f"{prefix}.backoff_s", f"must be >= 0, got {self.backoff_s}")
+        if self.valid_reports < 0:
+            raise ParamError(f"{prefix}.valid_reports", f"must be >= 0, got {self.valid_reports}")
         if self.limit is not None and self.limit <= 0:
             raise ParamError(f"{prefix}.limit", f"must be > 0 or null, got {self.limit}")
         if not self.tasks:

@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -30,7 +31,7 @@ from pairaug.data.labeler import label_report
 from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import PairaugError
-from pairaug.io import atomic_path, repo_root, stable_hash, write_json, write_parquet
+from pairaug.io import atomic_path, repo_root, seed_from, stable_hash, write_json, write_parquet
 from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.llm import Answer, ChatBackend
@@ -379,9 +380,13 @@ def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo:
 def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/prepared/pairs.parquet",
                 out_dir: str | Path = "data/rewritten", metrics_path: str | Path | None = "metrics/rewrite.json",
                 *, progress: bool = True) -> dict:
-    """Rewrite the train split for every configured task; write the manifests and metrics; return metrics."""
+    """Rewrite the train split for every configured task (and `valid_reports` valid reports for IntraAug,
+    `intra_valid`); write the manifests and metrics; return metrics."""
     pairs = read_pairs(pairs_path)
     train = pairs[pairs["split"] == "train"].reset_index(drop=True)
+    valid = pairs[pairs["split"] == "valid"]
+    valid = valid.iloc[np.sort(np.random.default_rng(seed_from("rewrite-valid", seed)).permutation(len(valid))
+                               [:cfg.valid_reports])].reset_index(drop=True)
     if cfg.limit is not None:
         train = train.head(cfg.limit)
     if train.empty:
@@ -391,15 +396,18 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
     started = time.monotonic()
     frames: dict[str, pd.DataFrame] = {}
     task_stats: dict[str, TaskStats] = {}
+    jobs = [(task, task, train) for task in cfg.tasks]
+    if "intra" in cfg.tasks and not valid.empty:
+        jobs.append(("intra_valid", "intra", valid))
     try:
-        for task in cfg.tasks:
+        for name, task, source in jobs:
             if isinstance(backend, ChatBackend):
-                frames[task], task_stats[task] = rewrite_llm(backend, cfg, task, train, cache, progress)
+                frames[name], task_stats[name] = rewrite_llm(backend, cfg, task, source, cache, progress)
             else:
-                frames[task], task_stats[task] = rewrite_rules(backend, cfg, task, train, seed, progress)
-            s = task_stats[task]
+                frames[name], task_stats[name] = rewrite_rules(backend, cfg, task, source, seed, progress)
+            s = task_stats[name]
             log.info("rewrite %s: %d ok, %d failed, %d skipped (short), %d truncated; %d requests, %d retries, "
-                     "%d cache hits", task, s.ok, s.failed, s.skipped_short, s.truncated, s.requests, s.retries,
+                     "%d cache hits", name, s.ok, s.failed, s.skipped_short, s.truncated, s.requests, s.retries,
                      s.cache_hits)
     finally:
         if cache is not None:

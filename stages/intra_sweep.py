@@ -1,0 +1,27 @@
+"""DVC stage `intra-sweep`: IntraAug's edit settings measured on valid films → metrics/intra_sweep.json (plot + choice)."""
+
+import logging
+
+from pairaug.generate.intra import IntraConfig
+from pairaug.generate.intra_sweep import run_sweep
+from pairaug.io import write_json
+from pairaug.params import load_params, section
+from pairaug.stage import run_stage
+
+log = logging.getLogger("pairaug.intra")
+
+
+def main() -> None:
+    params = load_params()
+    cfg = section(IntraConfig, params, "intra")
+    rows = run_sweep(cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
+                     rewritten_valid="data/rewritten/intra_valid.parquet", generator_dir="models/generator",
+                     scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet")
+    write_json("metrics/intra_sweep.json", rows)
+    chosen = next(r for r in rows if r["chosen"])
+    log.info("intra-sweep: chose %s (changed-finding AUC %.3f, cos(f(x'), f(x)) %.3f on %d valid edits)",
+             chosen["setting"], chosen["changed_auc"], chosen["patient_cos"], chosen["pairs"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,116 @@
+"""The IntraAug gate: kept intra pairs whose x' does not show the findings y' changed fail `validate`.
+
+Phantom films stand in for the edits: the "good editor" draws the same patient (same anatomy) with the
+finding toggled, exactly the edit IntraAug is for; the broken editor (η = 1: nothing changes) returns
+the source film itself. The probe that reads them is fit on a phantom pool of other patients, through
+the same `fit_readout_probe` the validate stage uses; the rule is the committed suite's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pairaug.data.phantom import iter_studies, render
+from pairaug.data.report_text import Finding, write_report
+from pairaug.data.schema import LABELS, pairs_frame
+from pairaug.errors import QualityGateError
+from pairaug.io import save_png, sha256_file
+from pairaug.measurement.edit_readout import fit_readout_probe
+from pairaug.quality.checks import derive_checks
+from pairaug.quality.gate import ValidateConfig, gate, run_suite
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+def _write_films(root: Path, studies, split_of=lambda s: s.split) -> pd.DataFrame:
+    rows = []
+    for i, s in enumerate(studies):
+        rel = f"images/{i}.png"
+        save_png(render(s, SIZE), root / rel)
+        rows.append({"pair_id": f"{root.name}{i}", "patient_id": s.patient_id, "study_id": s.study_id,
+                     "split": split_of(s), "image": rel, "report": s.report, "view": "PA", **s.labels(),
+                     "label_source": "phantom"})
+    frame = pairs_frame(rows)
+    frame.to_parquet(root / "pairs.parquet")
+    return frame
+
+
+def _toggled(study):
+    """The same patient with a large pleural effusion added, or the one they have removed."""
+    has = any(f.name == "Pleural Effusion" for f in study.findings)
+    findings = [f for f in study.findings if f.name != "Pleural Effusion"] if has else \
+        [*study.findings, Finding("Pleural Effusion", "large", "bilateral")]
+    edited = dataclasses.replace(study, study_id=study.study_id + "-edit", findings=findings)
+    edited.report = write_report(findings, np.random.default_rng(0))
+    return edited
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("intra-gate")
+    _write_films(root / "pool", list(iter_studies(0, "train", 120, population="pool")))
+    sources = list(iter_studies(0, "train", 12))[:16]
+    real = _write_films(root / "prepared", sources)
+    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
+    return {"root": root, "real": real, "sources": sources, "readout": fit_readout_probe(root / "pool/pairs.parquet")}
+
+
+def _intra_pairs(world: dict, editor: str) -> pd.DataFrame:
+    folder = world["root"] / editor
+    rows = []
+    for (_, src), study in zip(world["real"].iterrows(), world["sources"]):
+        edited = _toggled(study)
+        film = render(edited if editor == "good" else study, SIZE)
+        rel = f"images/{src['pair_id']}.png"
+        save_png(film, folder / rel)
+        rows.append({"pair_id": f"{editor}-{src['pair_id']}", "branch": "intra", "source_pair_id": src["pair_id"],
+                     "patient_id": src["patient_id"], "report": edited.report, "source_report": src["report"],
+                     "image": rel, "image_sha256": sha256_file(folder / rel), **edited.labels(),
+                     # prune's scores, all passing: the change is the only thing under test
+                     "s_a": np.nan, "tau": np.nan, "s1": 0.9, "s2": 0.9, "s3": 0.9,
+                     "thr_s1": 0.1, "thr_s2": 0.1, "thr_s3": 0.1})
+    frame = pd.DataFrame(rows)
+    for label in LABELS:
+        frame[label] = frame[label].astype("Int8")
+    return frame, folder
+
+
+def _change_read_result(world: dict, editor: str) -> tuple[pd.DataFrame, dict, dict]:
+    pairs, folder = _intra_pairs(world, editor)
+    frame = derive_checks(pairs, folder, world["real"], world["root"] / "prepared", world["readout"])
+    result = run_suite(frame, world["root"], ValidateConfig(data_docs=False))
+    [rule] = [r for r in result["results"] if r["expectation_config"]["kwargs"].get("column") == "change_read"]
+    return frame, rule, result
+
+
+def test_an_editor_that_draws_the_change_passes_the_gate(world):
+    frame, rule, result = _change_read_result(world, "good")
+    assert frame["change_read"].notna().all()  # every pair changed a finding the probe reads
+    assert rule["success"], rule["result"]
+    assert rule["result"]["observed_value"] >= 0.7
+    gate(result)  # and nothing else in the suite objects to these pairs
+
+
+def test_a_broken_editor_that_changes_nothing_fails_the_gate(world):
+    frame, rule, result = _change_read_result(world, "broken")
+    assert not rule["success"]
+    assert rule["result"]["observed_value"] < ValidateConfig().min_change_read
+    with pytest.raises(QualityGateError, match=r"1 of \d+ expectations.*: expect_column_mean_to_be_between"
+                                                r"\(0\.3 <= change_read where branch == 'intra'\): observed 0\.\d+$"):
+        gate(result)
+
+
+def test_change_read_is_only_for_intra_pairs(world):
+    pairs, folder = _intra_pairs(world, "good")
+    pairs.loc[0, "branch"] = "inter"
+    frame = derive_checks(pairs, folder, world["real"], world["root"] / "prepared", world["readout"])
+    assert frame["change_read"].isna()[0] and frame["change_read"].notna()[1:].all()
+    # without a probe the fact is unknown, never made up
+    assert derive_checks(pairs, folder, world["real"], world["root"] / "prepared")["change_read"].isna().all()
