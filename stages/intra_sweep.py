@@ -19,7 +19,7 @@ def main() -> None:
                      scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet")
     write_json("metrics/intra_sweep.json", rows)
     chosen = next(r for r in rows if r["chosen"])
-    log.info("intra-sweep: chose %s (changed-finding AUC %.3f, cos(f(x'), f(x)) %.3f on %d valid edits)",
+    log.info("intra-sweep: chose %s (changed-finding AUC %s, cos(f(x'), f(x)) %.3f on %d valid edits)",
              chosen["setting"], chosen["changed_auc"], chosen["patient_cos"], chosen["pairs"])
 
 

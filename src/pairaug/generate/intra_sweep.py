@@ -54,7 +54,7 @@ def choose(rows: list[dict], min_patient_cos: float) -> dict:
         log.warning("intra-sweep: no setting keeps cos(f(x'), f(x)) >= %.2f (best %.3f); taking the one that "
                     "keeps the patient best", min_patient_cos, best["patient_cos"])
         return best
-    return max(keeping, key=lambda r: (np.nan_to_num(r["changed_auc"], nan=-1.0), r["patient_cos"]))
+    return max(keeping, key=lambda r: (-1.0 if r["changed_auc"] is None else r["changed_auc"], r["patient_cos"]))
 
 
 def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_valid: str | Path,
@@ -95,12 +95,18 @@ def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_va
         read = read_edits(probe, x, films, src.reset_index(drop=True), new_labels)
         cos = float(np.mean(np.sum(scorer.encode_images(x) * f_real, axis=1)))
         rows.append({**setting, "setting": ", ".join(f"{k} {setting[k]:g}" for k in SETTING_KEYS),
-                     "patient_cos": cos, "changed_auc": read["changed_mean_auc"],
-                     "unchanged_auc": read["unchanged_mean_auc"], "unrelated_cos": unrelated, "pairs": len(x)})
+                     "patient_cos": cos, "changed_auc": _finite(read["changed_mean_auc"]),
+                     "unchanged_auc": _finite(read["unchanged_mean_auc"]), "unrelated_cos": _finite(unrelated),
+                     "pairs": len(x)})
         log.info("intra-sweep %s: changed-finding AUC %.3f, unchanged %.3f, cos(f(x'), f(x)) %.3f",
                  rows[-1]["setting"], read["changed_mean_auc"], read["unchanged_mean_auc"], cos)
     best = choose(rows, cfg.sweep.min_patient_cos)
     return [{**r, "chosen": r is best} for r in rows]
+
+
+def _finite(x: float) -> float | None:
+    """NaN (no pair changed a label the probe reads) as null: the plot file stays strict JSON."""
+    return None if np.isnan(x) else float(x)
 
 
 def chosen_setting(sweep_path: str | Path) -> dict:
