@@ -312,6 +312,9 @@ def review_decisions(cands: pd.DataFrame, path: Path) -> tuple[pd.Series, dict]:
         log.warning("prune: %d stale review decision(s) ignored, their image changed since the review: %s",
                     len(info["stale"]), ", ".join(f"{path} line {d['line']} ({d['decision']} {d['pair_id']})"
                                                   for d in info["stale"]))
+    if len(live):
+        log.info("prune: review decisions applied from %s: %s", path,
+                 ", ".join(f"{n} {v}" for v, n in info["applied"].items()))
     return live.set_index("pair_id")["decision"], info
 
 
