@@ -135,8 +135,8 @@ class Workspace:
         return {"pair_id": row["pair_id"], "branch": row["branch"], "source_pair_id": row["source_pair_id"],
                 "report": row["report"], "source_report": row["source_report"], "kept": bool(row["kept"]),
                 "reason": row["reason"], "applied": row.get("review", "") or "", "sha": row["image_sha256"],
-                "image": row["image_path"], "source_image": row["source_image_path"],
-                "branch_source": row["branch_source_path"], "labels": labels, "scores": scores,
+                "image": row["image_path"], "source_image": _text(row["source_image_path"]),
+                "branch_source": _text(row["branch_source_path"]), "labels": labels, "scores": scores,
                 "facts": [(name, _fact(row[name])) for name in self.facts], "decision": decision}
 
     def page(self, f: Filters, page: int, per_page: int) -> tuple[list[dict], int]:
@@ -172,6 +172,10 @@ def _join(folder: str, rel: object) -> str | None:
     if not isinstance(rel, str) or not rel:
         return None
     return Path(os.path.normpath(f"{folder}/{rel}")).as_posix()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None  # a join leaves NaN where a pair has no such image
 
 
 def _fact(value: object) -> str:
