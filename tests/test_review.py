@@ -248,3 +248,22 @@ def test_decisions_are_a_dependency_of_prune_only():
     assert "prune" in stages["prune"]["params"]  # prune.review.accepted_override is read through it
     assert yaml.safe_load((REPO / "params.yaml").read_text())["prune"]["review"] == {"accepted_override": False}
     assert (REPO / "review/decisions.csv").read_text().splitlines()[0] == HEADER.strip()
+
+
+def test_a_rejected_intra_candidate_leaves_its_place_to_the_next_best(world: Path):
+    from pairaug.prune import load_candidates, score_candidates
+
+    cands = load_candidates(sources(world))
+    twin = cands[cands["branch"] == "intra"].iloc[[0]].assign(pair_id="ffffffffffffffff")  # a second edit, same scores
+    cands = pd.concat([cands, twin], ignore_index=True)
+    cfg = PruneConfig(inter_tau=-0.5, intra_lambda=10.0)  # every intra candidate passes: only the ranking decides
+    scorer = load_scorer(world / "models" / "scorer")
+    first = twin["source_pair_id"].iloc[0]
+
+    def kept_of_report(review: pd.Series | None) -> list[str]:
+        df = score_candidates(cands, scorer, cfg, -0.5, progress=False, review=review)
+        return sorted(df.loc[(df["branch"] == "intra") & (df["source_pair_id"] == first) & df["kept"], "pair_id"])
+
+    (best,) = kept_of_report(None)
+    (other,) = set(cands.loc[(cands["branch"] == "intra") & (cands["source_pair_id"] == first), "pair_id"]) - {best}
+    assert kept_of_report(pd.Series({best: "reject"})) == [other]
