@@ -1,9 +1,11 @@
-"""Redraw the README's MLflow screenshots from a repository's store (the default run's mlflow.db):
+"""Redraw the README's screenshots from a repository (the default run's workspace and mlflow.db):
 
     python docs/screenshots.py /path/to/repo      # writes docs/mlflow-runs.png, docs/mlflow-training-curve.png
+    python docs/screenshots.py /path/to/repo --only review    # writes docs/review.png
 
 Serves the store with `pairaug ui`, opens its runs-table link in Debian's Chromium (Playwright), and
-takes the runs table and the first `pairaug` run's live-logged `valid_score` curve.
+takes the runs table and the first `pairaug` run's live-logged `valid_score` curve; serves the
+workspace with `pairaug review` (it records nothing: no key is pressed) and takes a page of intra pairs.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from playwright.sync_api import sync_playwright
 DOCS = Path(__file__).resolve().parent
 
 
-def ui_link(repo: Path, log_path: Path, port: int) -> tuple[subprocess.Popen, str]:
+def ui_link(repo: Path, log_path: Path, port: int, command: tuple[str, ...] = ("ui", "--wait", "240")
+            ) -> tuple[subprocess.Popen, str]:
+    """Start `pairaug <command> --port <port>` in `repo`; return the process and the link it prints."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     log = open(log_path, "w+")  # noqa: SIM115 - the server writes to it until the end
-    proc = subprocess.Popen([sys.executable, "-m", "pairaug.cli", "ui", "--port", str(port), "--wait", "240"],
+    proc = subprocess.Popen([sys.executable, "-m", "pairaug.cli", *command, "--port", str(port)],
                             cwd=repo, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     for _ in range(600):
@@ -36,14 +40,36 @@ def ui_link(repo: Path, log_path: Path, port: int) -> tuple[subprocess.Popen, st
         if found := re.findall(r"^http://\S+$", log.read(), re.M):
             return proc, found[0]
     os.killpg(proc.pid, signal.SIGTERM)
-    sys.exit(f"pairaug ui printed no link (log: {log_path})")
+    sys.exit(f"pairaug {command[0]} printed no link (log: {log_path})")
+
+
+def review_screenshot(repo: Path, port: int) -> None:
+    """docs/review.png: a page of intra pairs (source film, source-branch image, edit, reports, scores)."""
+    proc, url = ui_link(repo, repo / "review.log", port, ("review", "--reviewer", "screenshot", "--per-page", "6"))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(url.replace("/pairs", "/pairs?branch=intra&per_page=6"))
+            page.wait_for_function("Array.from(document.images).filter(i => i.closest('#cards') && "
+                                   "i.getBoundingClientRect().top < innerHeight).every(i => i.complete)")
+            page.screenshot(path=str(DOCS / "review.png"))
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("repo", type=Path)
     ap.add_argument("--port", type=int, default=5123)
+    ap.add_argument("--only", choices=["mlflow", "review"], help="only these screenshots (default: all)")
     args = ap.parse_args()
+    if args.only != "mlflow":
+        review_screenshot(args.repo, args.port + 1)
+    if args.only == "review":
+        return
     run_id, exp_id = sqlite3.connect(args.repo / "mlflow.db").execute(
         "select r.run_uuid, r.experiment_id from runs r join tags t on t.run_uuid = r.run_uuid "
         "where t.key = 'mix' and t.value = 'pairaug' order by r.start_time limit 1").fetchone()

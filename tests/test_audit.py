@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, run
+
+from pairaug.data.decisions import record_decision
 
 
 def pairaug(repo: Path, *args: str, check: bool = True):
@@ -47,6 +50,15 @@ def test_registered_model_audit_round_trip(repo):
     # The same answer from the model folder, against the workspace and dvc.lock.
     folder = pd.read_csv(StringIO(pairaug(repo, "audit", "models/vlp/pairaug", "--format", "csv").stdout))
     assert set(folder["pair_id"]) == expected and (folder["status"] == "verified").all()
+    # Review lineage: the run's inputs hold the decisions file prune read (its md5 in dvc.lock); each pair
+    # shows the decision prune applied (none here) and what the decisions file says now.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["prune"]["deps"]
+    assert report["inputs"]["review/decisions.csv"] == next(d["md5"] for d in lock if d["path"] == "review/decisions.csv")
+    assert (pairs["review"] == "").all() and (pairs["review_now"] == "").all()
+    victim = sorted(expected)[0]
+    record_decision(repo / "review/decisions.csv", victim, validated.loc[victim, "image_sha256"], "reject", "dr-test")
+    now = pd.DataFrame(json.loads(pairaug(repo, "audit", "models/vlp/pairaug", "--format", "json").stdout)["pairs"])
+    assert now.set_index("pair_id")["review_now"].to_dict() == {p: "reject" if p == victim else "" for p in expected}
 
 
 @pytest.mark.slow

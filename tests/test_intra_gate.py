@@ -75,7 +75,7 @@ def _intra_pairs(world: dict, editor: str) -> pd.DataFrame:
                      "image": rel, "image_sha256": sha256_file(folder / rel), **edited.labels(),
                      # prune's scores, all passing: the change is the only thing under test
                      "s_a": np.nan, "tau": np.nan, "s1": 0.9, "s2": 0.9, "s3": 0.9,
-                     "thr_s1": 0.1, "thr_s2": 0.1, "thr_s3": 0.1})
+                     "thr_s1": 0.1, "thr_s2": 0.1, "thr_s3": 0.1, "review": ""})
     frame = pd.DataFrame(rows)
     for label in LABELS:
         frame[label] = frame[label].astype("Int8")

@@ -122,7 +122,8 @@ def make_world(root: Path) -> dict:
 
 
 def sources(root: Path) -> Sources:
-    return Sources(root / "data/prepared/pairs.parquet", root / "data/rewritten", root / "data/synthetic")
+    return Sources(root / "data/prepared/pairs.parquet", root / "data/rewritten", root / "data/synthetic",
+                   root / "review/decisions.csv")
 
 
 def make_scorer(folder: Path, texts: list[str], seed: int = 0) -> Path:

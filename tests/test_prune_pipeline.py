@@ -16,6 +16,8 @@ from conftest import TINY_PARAMS, copy_repo, deep_merge, run
 from PIL import Image
 from test_prune import CARDIO, EFFUSION, NORMAL, REWRITES, WORSE, make_scorer, make_world
 
+from pairaug.data.decisions import record_decision
+
 pytestmark = pytest.mark.slow
 
 
@@ -97,6 +99,17 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     assert json.loads((repo / "metrics/validate.json").read_text())["success"] is True
     assert (repo / "gx/uncommitted/data_docs/local_site/index.html").is_file()
     assert "up to date" in dvc(repo, "status", "validate").stdout
+
+    # A review decision (as `pairaug review` writes it): only prune is stale; the rejected pair leaves
+    # the validated pairs, and its decisions file is prune's dependency in dvc.lock.
+    kept = validated.iloc[0]
+    record_decision(repo / "review/decisions.csv", kept["pair_id"], kept["image_sha256"], "reject", "dr-test")
+    status = dvc(repo, "status", "--with-deps", "validate").stdout
+    assert re.findall(r"^(\S+):\s*$", status, re.M) == ["prune"], status
+    assert re.search(r"modified:\s+review/decisions.csv", status), status
+    assert ran(dvc(repo, "repro", "validate").stdout) == {"prune", "validate"}
+    assert kept["pair_id"] not in set(pd.read_parquet(repo / "data/validated/pairs.parquet")["pair_id"])
+    assert json.loads((repo / "metrics/prune.json").read_text())["review"]["applied"]["reject"] == 1
 
     # A prune param: prune (and what follows) is stale, never a generator.
     params = yaml.safe_load((repo / "params.yaml").read_text())

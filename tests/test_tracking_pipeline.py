@@ -74,6 +74,10 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
         assert digests["real_pairs"] == lock_dep_md5(lock, f"pretrain@{mix}", "data/prepared/pairs.parquet")
         if params["pretrain"]["mixes"][mix]:
             assert digests["synthetic_pairs"] == lock_dep_md5(lock, f"pretrain@{mix}", f"data/validated/mixes/{mix}.parquet")
+            # ... and the review decisions prune chose those pairs with
+            assert digests["review_decisions"] == lock_dep_md5(lock, "prune", "review/decisions.csv")
+        else:
+            assert "review_decisions" not in digests
         assert "zeroshot.mean_auc" in r.data.metrics and "linear_probe.100pct.mean_auc" in r.data.metrics
         curve = client.get_metric_history(r.info.run_id, "train_loss")
         assert len(curve) >= 2 and len({m.step for m in curve}) == len(curve)

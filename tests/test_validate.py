@@ -49,7 +49,7 @@ def base(tmp_path_factory) -> Path:
     for k, thr in (("s1", 0.2), ("s2", 0.5), ("s3", 0.1)):
         cands[k] = np.where(intra, rng.uniform(thr + 0.05, 0.95, len(cands)), np.nan)
         cands[f"thr_{k}"] = np.where(intra, thr, np.nan)
-    cands["kept"], cands["reason"] = True, "kept"
+    cands["kept"], cands["reason"], cands["review"] = True, "kept", ""
     out = root / "data" / "pruned"
     pairs = finalize(cands, out).drop(columns=["kept", "reason"])
     out.mkdir(parents=True)
@@ -83,6 +83,7 @@ def test_good_pairs_pass_and_are_written(base: Path, tmp_path: Path) -> None:
     root = tmp_path / "w"
     shutil.copytree(base, root)
     gx_before = tree_digest(root / "gx")
+    edit_pairs(accepted_under_threshold)(root)  # pairs a reviewer accepted pass under their thresholds
     info = run_gate(root)
     assert info["success"] and info["failed"] == 0 and info["expectations"] >= 40
     assert info["rows_per_branch"] == {"image_only": 4, "inter": 4, "intra": 4, "paraphrase": 4}
@@ -171,6 +172,17 @@ def under_threshold(df: pd.DataFrame) -> None:
     df.loc[_row(df, "inter"), "s_a"] = 0.1  # τ is 0.3: this pair should have been pruned
 
 
+def rejected_but_kept(df: pd.DataFrame) -> None:
+    df.loc[_row(df, "paraphrase"), "review"] = "reject"  # a reviewer rejected it: prune must never keep it
+
+
+def accepted_under_threshold(df: pd.DataFrame) -> None:
+    # prune.review.accepted_override: a reviewer accepted these, so they are kept whatever their scores
+    df.loc[_row(df, "inter"), ["s_a", "review"]] = [0.1, "accept"]
+    i = _row(df, "intra", 1)
+    df.loc[i, ["s2", "review"]] = [df.loc[i, "thr_s2"], "accept"]
+
+
 def intra_under_threshold(df: pd.DataFrame) -> None:
     i = _row(df, "intra", 1)
     df.loc[i, "s2"] = df.loc[i, "thr_s2"]  # equal is not above: S_k must exceed μ_k/s − λ
@@ -219,8 +231,8 @@ CASES = {
     "leaked test patient": (edit_pairs(leaked_test_patient), "expect_column_values_to_be_in_set(patient_split in ['train'])"),
     "tampered hash": (tampered_image, "expect_column_values_to_be_in_set(sha256_matches in [True])"),
     "kept pair under threshold": (edit_pairs(under_threshold),
-                                  "expect_column_pair_values_a_to_be_greater_than_b(s_a > tau where branch != 'intra')"),
-    "missing column": (edit_pairs(missing_column), "expect_table_columns_to_match_set(columns include 30 required): "
+                                  "expect_column_pair_values_a_to_be_greater_than_b(s_a > tau where branch != 'intra' and review != 'accept')"),
+    "missing column": (edit_pairs(missing_column), "expect_table_columns_to_match_set(columns include 31 required): "
                                                    "observed missing ['image_sha256']"),
 }
 # The other rules, broken together on distinct rows (one GX run): exactly these must fail.
@@ -230,7 +242,9 @@ OTHERS = {
     "expect_column_values_to_be_in_set(image_mode in ['L'])": rgb_image,
     "expect_column_values_to_be_between(1 <= word_count)": edit_pairs(empty_report),
     "expect_column_values_to_not_be_null(source_split not null)": edit_pairs(unknown_source),
-    "expect_column_pair_values_a_to_be_greater_than_b(s2 > thr_s2 where branch == 'intra')": edit_pairs(intra_under_threshold),
+    "expect_column_pair_values_a_to_be_greater_than_b(s2 > thr_s2 where branch == 'intra' and review != 'accept')":
+        edit_pairs(intra_under_threshold),
+    "expect_column_values_to_be_in_set(review in ['', 'accept', 'flag'])": edit_pairs(rejected_but_kept),
     "expect_column_values_to_be_in_set(identical_to_source in [False] where branch != 'image_only')":
         edit_pairs(identical_report),
     "expect_column_values_to_be_in_set(label_changed in [True], mostly 0.9 where branch == 'inter')": labels_unchanged,

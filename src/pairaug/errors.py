@@ -8,13 +8,17 @@ class PairaugError(Exception):
 
 
 class InputError(PairaugError):
-    """Bad input data: names the file, and where known the row and the field."""
+    """Bad input data: names the file, and where known the row (or, for a text file a person edits, the
+    line as an editor counts it) and the field."""
 
-    def __init__(self, message: str, *, file: object = None, row: object = None, field: str | None = None):
-        self.file, self.row, self.field = file, row, field
+    def __init__(self, message: str, *, file: object = None, row: object = None, field: str | None = None,
+                 line: int | None = None):
+        self.file, self.row, self.field, self.line = file, row, field, line
         where = []
         if file is not None:
             where.append(f"file {file}")
+        if line is not None:
+            where.append(f"line {line}")
         if row is not None:
             where.append(f"row {row}")
         if field is not None:

@@ -21,19 +21,26 @@ candidate, one real report several intra candidates), in batches, in a fixed (so
 gives the same bytes. Outputs: `candidates.parquet` (every candidate with its scores, thresholds,
 `kept` and `reason`) and `pairs.parquet` (the kept pairs of all branches in one schema; image paths
 relative to the output folder).
+
+Review decisions (`review/decisions.csv`, written by `pairaug review`) come last: a rejected pair is never
+kept whatever its scores (and an intra candidate rejected leaves its report's place to the next best);
+an accepted one keeps its score decision unless `prune.review.accepted_override` keeps it regardless. A
+decision whose image sha256 is not the candidate's any more is stale: ignored, and listed in
+metrics/prune.json and a log line. Each pair's applied decision is its `review` column.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pairaug.data.decisions import DECISIONS_FILE, read_decisions
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
 from pairaug.io import atomic_path, sha256_file, stable_hash, write_parquet
@@ -50,9 +57,14 @@ SCORES: tuple[str, ...] = ("s_a", "s1", "s2", "s3")
 THRESHOLDS: tuple[str, ...] = ("tau", "thr_s1", "thr_s2", "thr_s3")  # the threshold each score must exceed
 TEXT_COLUMNS: tuple[str, ...] = ("pair_id", "branch", "source_pair_id", "patient_id", "report", "source_report",
                                  "image", "image_sha256")
-PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, *LABELS)
+PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, *LABELS, "review")  # review: the decision applied
 CANDIDATE_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "kept", "reason")
 MANIFEST_REQUIRED: tuple[str, ...] = ("pair_id", "source_pair_id", "report", "image", "image_sha256")
+
+
+@dataclass
+class ReviewConfig:
+    accepted_override: bool = False  # true: a pair accepted in review is kept whatever its scores
 
 
 @dataclass
@@ -63,6 +75,7 @@ class PruneConfig:
     intra_lambda: float = 0.003  # λ in S_k > μ_k / s − λ
     intra_per_report: int = 1  # of a report's candidates that pass, keep this many (highest S1 + S2 + S3)
     batch_size: int = 512  # images / texts per scorer call
+    review: ReviewConfig = field(default_factory=ReviewConfig)  # how review/decisions.csv is applied
 
     def validate(self, prefix: str) -> None:
         if self.inter_tau is not None:
@@ -148,6 +161,7 @@ class Sources:
     prepared: Path = Path("data/prepared/pairs.parquet")
     rewritten_dir: Path = Path("data/rewritten")
     synthetic_dir: Path = Path("data/synthetic")
+    decisions: Path = Path(DECISIONS_FILE)
 
 
 def read_manifest(path: Path, branch: str) -> pd.DataFrame:
@@ -281,9 +295,33 @@ def _encode_in_chunks(encode, items: list, batch_size: int, bar: tqdm) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
+def review_decisions(cands: pd.DataFrame, path: Path) -> tuple[pd.Series, dict]:
+    """The decisions of `path` that apply (pair id → verdict), and what the metrics say about them.
+
+    A decision naming a pair that is not a candidate is an error (InputError naming its line); one whose
+    image sha256 is not the candidate's is stale: left out, listed and logged."""
+    decisions = read_decisions(path, known_pairs=set(cands["pair_id"]))
+    current = cands.set_index("pair_id")["image_sha256"]
+    stale = decisions["image_sha256"].to_numpy() != current.reindex(decisions["pair_id"]).to_numpy()
+    live = decisions[~stale]
+    info: dict = {"file": str(path), "decisions": len(decisions),
+                  "applied": {v: int((live["decision"] == v).sum()) for v in ("accept", "reject", "flag")},
+                  "stale": [{"pair_id": r.pair_id, "line": int(r.line), "decision": r.decision}
+                            for r in decisions[stale].itertuples()]}
+    if info["stale"]:
+        log.warning("prune: %d stale review decision(s) ignored, their image changed since the review: %s",
+                    len(info["stale"]), ", ".join(f"{path} line {d['line']} ({d['decision']} {d['pair_id']})"
+                                                  for d in info["stale"]))
+    if len(live):
+        log.info("prune: review decisions applied from %s: %s", path,
+                 ", ".join(f"{n} {v}" for v, n in info["applied"].items()))
+    return live.set_index("pair_id")["decision"], info
+
+
 def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, tau: float,
-                     progress: bool = True) -> pd.DataFrame:
-    """Add scores, thresholds, `kept` and `reason` to the candidates (see the module docstring)."""
+                     progress: bool = True, review: pd.Series | None = None) -> pd.DataFrame:
+    """Add scores, thresholds, `kept`, `reason` and `review` to the candidates (see the module docstring);
+    `review`: pair id → the review verdict to apply (from `review_decisions`)."""
     df = cands.copy()
     intra = (df["branch"] == "intra").to_numpy()
     images = df["image_abs"].tolist() + df.loc[intra, "real_image"].tolist()
@@ -314,11 +352,21 @@ def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, tau:
         kept &= ~below
         for i in np.flatnonzero(below):
             reasons[i].append(f"{score} {df[score].iat[i]:.4f} <= {threshold} {df[threshold].iat[i]:.4f}")
-    outranked = _outranked(df, kept, cfg.intra_per_report)
+    verdict = (df["pair_id"].map(review) if review is not None else pd.Series(np.nan, index=df.index))
+    verdict = verdict.fillna("").astype(str).to_numpy()
+    rejected = verdict == "reject"
+    forced = (verdict == "accept") & cfg.review.accepted_override
+    # A rejected intra candidate does not outrank the others of its report: the next best takes its place.
+    outranked = _outranked(df, kept & ~rejected, cfg.intra_per_report)
     for i in np.flatnonzero(outranked):
         reasons[i].append(f"outranked: {cfg.intra_per_report} better candidate(s) of its report passed")
-    df["kept"] = kept & ~outranked
-    df["reason"] = ["kept" if not r else "; ".join(r) for r in reasons]
+    by_scores = kept & ~outranked & ~rejected
+    for i in np.flatnonzero(rejected):
+        reasons[i].append("rejected in review")
+    df["kept"] = by_scores | forced
+    df["reason"] = ["kept" if k and not r else f"kept: accepted in review over {'; '.join(r)}" if k
+                    else "; ".join(r) for k, r in zip(df["kept"], reasons)]
+    df["review"] = verdict
     return df
 
 
@@ -346,7 +394,7 @@ def finalize(scored: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     df["image"] = [Path(os.path.relpath(p, base)).as_posix() for p in df["image_abs"]]
     df = df.sort_values(["branch", "pair_id"], key=_branch_order).reset_index(drop=True)
     df = df[list(CANDIDATE_COLUMNS)]
-    for col in (*TEXT_COLUMNS, "reason"):
+    for col in (*TEXT_COLUMNS, "reason", "review"):
         df[col] = df[col].astype(str)
     for col in (*SCORES, *THRESHOLDS):
         df[col] = df[col].astype("float64")
@@ -358,16 +406,19 @@ def _branch_order(col: pd.Series) -> pd.Series:
     return col.map(BRANCHES.index) if col.name == "branch" else col
 
 
-def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict) -> dict:
-    """metrics/prune.json: kept / total per branch, score means, thresholds (τ with how it was set)."""
+def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict, review: dict | None = None) -> dict:
+    """metrics/prune.json: kept / total per branch, score means, thresholds (τ with how it was set), and
+    the review decisions applied (stale ones listed)."""
     out: dict = {"branches": {}, "tau": tau,
                  "params": {"inter_tau": cfg.inter_tau, "inter_tau_quantile": cfg.inter_tau_quantile,
                             "intra_scale": cfg.intra_scale, "intra_lambda": cfg.intra_lambda,
-                            "intra_per_report": cfg.intra_per_report}}
+                            "intra_per_report": cfg.intra_per_report,
+                            "review": {"accepted_override": cfg.review.accepted_override}}}
     for branch in BRANCHES:
         sub = candidates[candidates["branch"] == branch]
         row: dict = {"total": len(sub), "kept": int(sub["kept"].sum()),
-                     "kept_fraction": round(float(sub["kept"].mean()), 4) if len(sub) else None}
+                     "kept_fraction": round(float(sub["kept"].mean()), 4) if len(sub) else None,
+                     "rejected_in_review": int((sub["review"] == "reject").sum())}
         scores = ("s_a",) if branch in ALIGNMENT_BRANCHES else ("s1", "s2", "s3")
         for score in scores:
             row[f"{score}_mean"] = _round(sub[score].mean())
@@ -380,6 +431,8 @@ def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict) -> dict:
         out["branches"][branch] = row
     out["total"] = len(candidates)
     out["kept"] = int(candidates["kept"].sum())
+    out["review"] = {**(review or {"decisions": 0, "applied": {}, "stale": []}),
+                     "kept_by_override": int((candidates["kept"] & candidates["reason"].str.startswith("kept: ")).sum())}
     return out
 
 
@@ -429,6 +482,7 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
     out_dir = Path(out_dir)
     sources = sources or Sources()
     cands = load_candidates(sources)
+    review, review_info = review_decisions(cands, sources.decisions)  # a broken decisions file fails before scoring
     if cfg.inter_tau is not None:
         tau = {"tau": cfg.inter_tau, "source": "prune.inter_tau (fixed)"}
     else:
@@ -439,7 +493,7 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
     log.info("prune: τ = %.4f (%s)", tau["tau"], tau["source"])
     log.info("prune: %d candidates (%s)", len(cands), ", ".join(
         f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
-    candidates = finalize(score_candidates(cands, scorer, cfg, tau["tau"], progress), out_dir)
+    candidates = finalize(score_candidates(cands, scorer, cfg, tau["tau"], progress, review), out_dir)
     pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
     log.info("prune: kept %s", ", ".join(f"{b} {int(candidates.loc[candidates['branch'] == b, 'kept'].sum())}/"
                                           f"{int((candidates['branch'] == b).sum())}" for b in BRANCHES))
@@ -447,4 +501,4 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
         tmp.mkdir(parents=True)
         write_parquet(candidates, tmp / "candidates.parquet")
         write_parquet(pairs, tmp / "pairs.parquet")
-    return candidates, summarize(candidates, cfg, tau)
+    return candidates, summarize(candidates, cfg, tau, review_info)

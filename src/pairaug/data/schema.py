@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pairaug.errors import InputError
@@ -40,6 +41,12 @@ LABEL_VALUES = {1, 0, -1}
 
 def empty_labels() -> dict[str, object]:
     return {label: pd.NA for label in LABELS}
+
+
+def label_states(values: pd.Series) -> np.ndarray:
+    """Each label's meaning: 1 positive, -1 uncertain, 0 absent (negative and not mentioned both read as absent)."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(v == 1, 1, np.where(v == -1, -1, 0))
 
 
 def pairs_frame(rows: list[dict]) -> pd.DataFrame:

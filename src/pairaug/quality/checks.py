@@ -16,7 +16,7 @@ from PIL import Image
 
 from pairaug.data.images import load_gray
 from pairaug.data.report_text import normalize_text
-from pairaug.data.schema import LABELS
+from pairaug.data.schema import LABELS, label_states
 from pairaug.io import sha256_file
 from pairaug.measurement.edit_readout import reads_new
 from pairaug.measurement.pixel_probe import PixelProbe
@@ -51,12 +51,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
             return im.size[1], im.size[0]
     except Exception:  # noqa: BLE001 - a real image that cannot be read has no expected size
         return None
-
-
-def label_states(values: pd.Series) -> np.ndarray:
-    """Each label's meaning: 1 positive, -1 uncertain, 0 absent (negative and not mentioned both read as absent)."""
-    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return np.where(v == 1, 1, np.where(v == -1, -1, 0))
 
 
 def _column(df: pd.DataFrame, name: str) -> pd.Series:

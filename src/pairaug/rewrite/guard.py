@@ -17,6 +17,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from pairaug.errors import PairaugError
+from pairaug.net import is_loopback
 
 
 class PrivacyError(PairaugError):
@@ -32,15 +33,6 @@ def host_of(url: str) -> str:
     if not host:
         raise PrivacyError(f"cannot tell the host of {url!r}: refusing to send reports there")
     return host.lower().rstrip(".")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":  # *.localhost is not: see the module docstring
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_listed(host: str, private_hosts: list[str]) -> bool:

@@ -10,6 +10,10 @@ is read against the workspace (its `training_pairs.parquet`, `dvc.lock`, `data/v
 Each image is hashed (sha256) in the workspace and, through the DVC outputs recorded in the lineage,
 in the DVC cache: `verified` (workspace matches, or the file is absent and the cache matches),
 `modified` (the workspace file differs from the hash the pair was trained with), `missing`.
+
+Each pair's `review` is the review decision prune applied when the model's pairs were made (lineage);
+`review_now` is what review/decisions.csv says today (`stale` when it names another image), so a pair
+rejected after the model trained shows up.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from pairaug.data.decisions import DECISIONS_FILE, read_decisions
 from pairaug.errors import InputError
 from pairaug.io import md5_file, repo_root, sha256_file
 from pairaug.tracking.lineage import (
     REAL_MANIFEST,
     DvcCache,
     audit_pairs,
+    decisions_input,
     git_state,
     lock_dep,
     lock_outs,
@@ -148,6 +154,8 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
     manifest = synthetic_manifest(mix)
     inputs = {p: m for p in (REAL_MANIFEST, manifest) if (m := lock_dep(lock, f"pretrain@{mix}", p))}
     training = read_table(path / "training_pairs.parquet")
+    if (training["branch"] != "real").any():
+        inputs.update(decisions_input(lock, root))
     validated = None
     syn = root / manifest
     if syn.exists() and (manifest not in inputs or md5_file(syn) == inputs[manifest]):
@@ -192,6 +200,19 @@ def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
     return pairs.assign(workspace=ws, dvc_cache=cache, status=status)
 
 
+def review_now(pairs: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Add `review_now`: each pair's decision in the workspace's review/decisions.csv today (`stale` when the
+    decision was made on another image than the one the model trained with; empty when not reviewed)."""
+    d = read_decisions(root / DECISIONS_FILE).set_index("pair_id")
+    now = []
+    for pid, sha in zip(pairs["pair_id"], pairs["image_sha256"]):
+        if pid not in d.index:
+            now.append("")
+        else:
+            now.append(d.at[pid, "decision"] if d.at[pid, "image_sha256"] == sha else "stale")
+    return pairs.assign(review_now=now)
+
+
 # ---------------------------------------------------------------------------------------- revisions
 
 
@@ -199,7 +220,7 @@ def audit(target: str, cfg: TrackingConfig | None = None, root: str | Path | Non
     root = Path(root).resolve() if root else repo_root()
     cfg = cfg or load_config(root / "params.yaml")
     a = resolve(target, cfg, root)
-    a.pairs = verify(a.pairs, a.lineage, root)
+    a.pairs = review_now(verify(a.pairs, a.lineage, root), root)
     a.revision = reproducing_revision(root, a.lineage, a.mix)
     return a
 
@@ -276,5 +297,6 @@ def pair_origin(pair_id: str, root: Path) -> dict[str, Any] | None:
     if hit.empty:
         return None
     row = hit.iloc[0]
-    keys = ("branch", "source_pair_id", "source_report", "report", "image", "image_sha256", "s_a", "s1", "s2", "s3", "kept")
+    keys = ("branch", "source_pair_id", "source_report", "report", "image", "image_sha256", "s_a", "s1", "s2", "s3", "kept",
+            "review")
     return {k: (None if pd.isna(row[k]) else row[k].item() if hasattr(row[k], "item") else row[k]) for k in keys if k in row}

@@ -26,7 +26,8 @@ from pairaug.tracking.ui import runs_url, runs_view
 
 # ---------------------------------------------------------------------------------------------- audit
 
-TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "status")
+TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "review",
+                 "review_now", "status")
 
 
 def render(df: pd.DataFrame, fmt: str, header: dict | None = None, table_columns: tuple[str, ...] | None = None,
@@ -65,7 +66,7 @@ def _cmd_audit(args: argparse.Namespace) -> None:
         if args.format == "table":
             if origin:
                 out.write(f"pair {args.pair}: {origin.get('branch')} from source pair {origin.get('source_pair_id')}, "
-                          f"image {origin.get('image')}, kept={origin.get('kept')}\n")
+                          f"image {origin.get('image')}, kept={origin.get('kept')}, review={origin.get('review') or '-'}\n")
             out.write(f"used by {len(usage)} run(s) / model folder(s):\n")
         _write(text, args.output)
         return

@@ -23,13 +23,23 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from pairaug.data.decisions import DECISIONS_FILE
 from pairaug.errors import InputError, ParamError
 from pairaug.io import md5_file, sha256_file
 
 REAL_MANIFEST = "data/prepared/pairs.parquet"
 GX_RESULT = "data/validated/result.json"
 AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
-                 "s_a", "s1", "s2", "s3")
+                 "s_a", "s1", "s2", "s3", "review")  # review: the decision prune applied to the pair
+
+
+def decisions_input(lock: dict, workspace: Path) -> dict[str, str]:
+    """{review/decisions.csv: md5} of the decisions the pruned pairs were made with: the md5 dvc.lock
+    records for prune's dependency, else (no lock entry yet) the file's; {} without a decisions file."""
+    md5 = lock_dep(lock, "prune", DECISIONS_FILE)
+    if md5 is None and (workspace / DECISIONS_FILE).exists():
+        md5 = md5_file(workspace / DECISIONS_FILE)
+    return {DECISIONS_FILE: md5} if md5 else {}
 
 
 def synthetic_manifest(mix: str) -> str:
@@ -288,6 +298,8 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     audit = audit_pairs(training, validated)
     if not (training["branch"] != "real").any():
         inputs = {k: v for k, v in inputs.items() if k != syn_rel}  # `none` trains on real pairs only
+    else:  # the review decisions chose among the synthetic pairs: they are an input of the model too
+        inputs = {**inputs, **decisions_input(lock, workspace)}
     records = []
     for seed_dir in sorted(mix_dir.glob("seed-*")):
         seed = int(seed_dir.name.removeprefix("seed-"))

@@ -7,7 +7,8 @@ never fails a stage.
   flag, DVC experiment name and baseline rev, stage, mix, seed) at once, then the training curve
   (`train_loss`, `valid_score`) at each evaluation, so the UI shows a RUNNING run with its progress.
   Once the stage's outputs are written it completes the run: the weights' sha256 tag, `best_step` and
-  `best_valid_score`, the real and the synthetic manifests as inputs whose digest is the file's md5
+  `best_valid_score`, the real and the synthetic manifests (and, for a mix with synthetic pairs, the
+  review decisions prune applied, review/decisions.csv) as inputs whose digest is the file's md5
   (what dvc.lock records), the audit trail (artifacts under `audit/`: the synthetic pairs used, the
   lineage, the GX result) and the model, registered as `tracking.registered_model` with the mix and
   seed as version tags. The run's start and end are the seed's training (its Duration column).
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from pairaug.data.decisions import DECISIONS_FILE
 from pairaug.io import md5_file
 from pairaug.tracking.lineage import (
     GX_RESULT,
@@ -121,7 +123,7 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
         for i in range(0, len(metrics), 900):
             client.log_batch(run_id, metrics=metrics[i:i + 900], synchronous=True)
     for path, md5 in rec.inputs.items():
-        name = "real_pairs" if path == REAL_MANIFEST else "synthetic_pairs"
+        name = {REAL_MANIFEST: "real_pairs", DECISIONS_FILE: "review_decisions"}.get(path, "synthetic_pairs")
         # The digest is the file's md5: the hash dvc.lock records, so `dvc` and MLflow name one file alike.
         ds = MetaDataset(source=_dataset_source(workspace / path), name=name, digest=md5)
         mlflow.log_input(ds, context="training", tags={"path": path})
