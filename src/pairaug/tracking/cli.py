@@ -26,7 +26,8 @@ from pairaug.tracking.ui import runs_url, runs_view
 
 # ---------------------------------------------------------------------------------------------- audit
 
-TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "status")
+TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "provenance",
+                 "status")
 
 
 def render(df: pd.DataFrame, fmt: str, header: dict | None = None, table_columns: tuple[str, ...] | None = None,
