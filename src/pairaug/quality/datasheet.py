@@ -50,8 +50,8 @@ def _json(path: Path) -> dict:
 
 
 def _share(values: pd.Series) -> float | None:
-    v = pd.to_numeric(values, errors="coerce")
-    return round(float((v == 1).mean()), 4) if len(v) else None
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return round(float((v == 1).mean()), 4) if len(v) else None  # not mentioned (null) counts as absent
 
 
 def counts(candidates: pd.DataFrame, validated: pd.DataFrame | None) -> dict:
@@ -84,11 +84,14 @@ def prompts(rewritten: Path, texts: dict[str, dict[str, str]]) -> dict:
         if not path.exists():
             continue
         df = pd.read_parquet(path)
-        shas = sorted(df["prompt_sha"].dropna().unique().tolist()) if "prompt_sha" in df.columns else []
+
+        def values(col: str, frame: pd.DataFrame = df) -> list:
+            return sorted(frame[col].dropna().unique().tolist()) if col in frame.columns else []
+
+        shas = values("prompt_sha")
         given = texts.get(task) or {}
         text = given.get("text") if given.get("sha") in shas else None
-        out[task] = {"prompt_sha": shas, "text": text, "backend": sorted(df["backend"].dropna().unique().tolist()),
-                     "model": sorted(df["model"].dropna().unique().tolist()),
+        out[task] = {"prompt_sha": shas, "text": text, "backend": values("backend"), "model": values("model"),
                      "rows": len(df), "ok": int((df["status"] == "ok").sum()) if "status" in df.columns else len(df)}
     return out
 

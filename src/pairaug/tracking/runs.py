@@ -139,14 +139,14 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
     syn_md5 = rec.inputs.get(syn_rel)
     if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
-    if syn_md5 and _datasheet_describes(workspace, rec.mix, syn_md5):
+    if syn_md5 and datasheet_describes(workspace, rec.mix, syn_md5):
         for rel in DATASHEET:
             client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")
     if log_the_model and cfg.log_model:
         log_model(client, run_id, rec.seed_dir, cfg, rec.tags)
 
 
-def _datasheet_describes(workspace: Path, mix: str, manifest_md5: str) -> bool:
+def datasheet_describes(workspace: Path, mix: str, manifest_md5: str) -> bool:
     """Does the workspace's datasheet describe the pairs this model trained on (it records each mix
     manifest's md5)? A datasheet of another run is not logged with this model."""
     md, sheet = (workspace / rel for rel in DATASHEET)
