@@ -118,6 +118,7 @@ def test_without_a_copy_the_gate_passes_and_the_datasheet_is_written(world: Path
     assert len(table) == 12 and set(table["branch"]) == {"inter", "intra", "image_only"}
     assert not table["near_copy"].any() and metrics["kept_near_copies"] == 0
     assert table["nn_pixel_distance"].between(0, 2).all() and table["nn_embedding_distance"].between(0, 2).all()
+    assert metrics["branches"]["intra"]["own_source_film"]["within_thresholds"] == 0  # the fields are unlike the films
     intra = table[table["branch"] == "intra"]
     assert intra["source_pixel_distance"].notna().all() and table.loc[table["branch"] != "intra",
                                                                       "source_pixel_distance"].isna().all()
@@ -161,6 +162,21 @@ def test_a_planted_copy_of_a_train_film_is_flagged_and_stops_the_gate(world: Pat
     sheet = json.loads((root / "metrics/datasheet.json").read_text())  # written on failure too, saying why
     assert not sheet["quality_gate"]["success"] and sheet["memorisation"]["kept_near_copies"] == 1
     assert "FAILED" in render(sheet)
+
+
+def test_an_intra_edit_identical_to_its_own_source_is_disclosed_not_gated(world: Path, tmp_path: Path):
+    """IntraAug keeps the patient by design: its own source film is left out of the search, and how many
+    edits are as close to it as a near-copy would be is reported (metrics, datasheet) rather than gated."""
+    root = tmp_path / "w"
+    shutil.copytree(world, root)
+    pruned = pd.read_parquet(root / "data/pruned/pairs.parquet")
+    victim = pruned[pruned["branch"] == "intra"].iloc[0]
+    real = pd.read_parquet(root / "data/prepared/pairs.parquet").set_index("pair_id")
+    set_image(root, victim["pair_id"], copy_of=root / "data/prepared" / real.at[victim["source_pair_id"], "image"])
+    table, metrics = check(root)
+    row = table.set_index("pair_id").loc[victim["pair_id"]]
+    assert row["source_pixel_distance"] < 1e-6 and not row["near_copy"]
+    assert metrics["branches"]["intra"]["own_source_film"]["within_thresholds"] == 1
 
 
 def test_the_gate_refuses_generated_pairs_the_check_never_saw(world: Path, tmp_path: Path):

@@ -276,8 +276,9 @@ def render(sheet: dict) -> str:
         if own:
             lines += ["", f"`intra` images are edits of their source patient's film, which the search leaves out: "
                           f"their median distance to it is {_fmt(own['pixel_distance']['median'])} (pixels), "
-                          f"{_fmt(own['embedding_distance']['median'])} (embedding). Treat them as derived from, and "
-                          "identifying, that patient."]
+                          f"{_fmt(own['embedding_distance']['median'])} (embedding), and {own['within_thresholds']} "
+                          f"({own['kept_within_thresholds']} kept) are as close to it as a near-copy would be. Treat "
+                          "them as derived from, and identifying, that patient."]
     lines += ["", "## 8. Quality gate", "",
               f"Great Expectations suite `{gate.get('suite')}`: {'passed' if gate.get('success') else 'FAILED'}, "
               f"{gate.get('expectations')} expectations on {gate.get('rows')} pairs, {gate.get('failed')} failed."]

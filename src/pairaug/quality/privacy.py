@@ -207,11 +207,15 @@ def summarize(table: pd.DataFrame, cfg: PrivacyConfig, thresholds: dict[str, flo
                  "embedding_distance": _q(part["nn_embedding_distance"].to_numpy(dtype=float)),
                  "pixel_distance": _q(part["nn_pixel_distance"].to_numpy(dtype=float))}
         if branch == "intra":
+            close = ((part["source_embedding_distance"] <= thresholds["embedding"])
+                     & (part["source_pixel_distance"] <= thresholds["pixel"]))
             entry["own_source_film"] = {
                 "embedding_distance": _q(part["source_embedding_distance"].to_numpy(dtype=float)),
                 "pixel_distance": _q(part["source_pixel_distance"].to_numpy(dtype=float)),
+                # disclosed, not gated: keeping the patient is what the edit is for
+                "within_thresholds": int(close.sum()), "kept_within_thresholds": int((close & part["kept"]).sum()),
                 "note": "an intra image is an edit of its source patient's film (left out of the near-copy "
-                        "search): these figures say how close it stays to it"}
+                        "search): how close it stays to it, and how many are as close as a near-copy would be"}
         branches[branch] = entry
     kept = table[table["kept"]]
     copies = table[table["near_copy"]].sort_values(["nn_pixel_distance", "pair_id"]).head(10)
