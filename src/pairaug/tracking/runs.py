@@ -139,7 +139,9 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
     syn_md5 = rec.inputs.get(syn_rel)
     if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
-    if syn_md5 and datasheet_describes(workspace, rec.mix, syn_md5):
+    # `none` records no synthetic input (it trains on real pairs only); its manifest is the workspace's
+    mix_md5 = syn_md5 or (md5_file(workspace / syn_rel) if (workspace / syn_rel).exists() else None)
+    if mix_md5 and datasheet_describes(workspace, rec.mix, mix_md5):
         for rel in DATASHEET:
             client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")
     if log_the_model and cfg.log_model:
