@@ -19,7 +19,7 @@ from test_validate import base  # noqa: F401 - the world, a module fixture
 from pairaug.errors import InputError, QualityGateError
 from pairaug.io import sha256_file
 from pairaug.models.scorer import load_scorer
-from pairaug.quality.datasheet import DatasheetSources, render
+from pairaug.quality.datasheet import DatasheetSources, counts, render
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.privacy import (
     PrivacyConfig,
@@ -186,6 +186,21 @@ def test_the_gate_refuses_generated_pairs_the_check_never_saw(world: Path, tmp_p
         validate_pairs(ValidateConfig(data_docs=False), pruned=root / "data/pruned/pairs.parquet",
                        prepared=root / "data/prepared/pairs.parquet", out_dir=root / "data/validated",
                        metrics_path=None, gx_root=root, privacy=None)
+
+
+def test_the_datasheet_counts_whatever_review_prune_records():
+    """Review decisions are prune's to record (a later `review*` column of its candidates): the datasheet
+    counts them when there, 0 reviewed otherwise; reasons tally by kind, their numbers dropped."""
+    cands = pd.DataFrame({"branch": ["inter", "inter", "inter", "intra"], "kept": [True, False, True, False],
+                          "reason": ["kept", "s_a 0.41 <= tau 0.77", "kept", "rejected in review"],
+                          "review_decision": [None, None, "accept", "reject"]})
+    c = counts(cands, None)
+    assert c["review_column"] == "review_decision"
+    assert c["branches"]["inter"] == {"candidates": 3, "kept": 2, "reviewed": 1, "review_decisions": {"accept": 1},
+                                      "reasons": {"kept": 2, "s_a <= tau": 1}, "validated": 0}
+    assert c["branches"]["intra"]["reasons"] == {"rejected in review": 1} and c["branches"]["intra"]["reviewed"] == 1
+    plain = counts(cands.drop(columns="review_decision"), None)
+    assert plain["review_column"] is None and plain["branches"]["inter"]["reviewed"] == 0
 
 
 def test_a_missing_manifest_is_named(world: Path, tmp_path: Path):

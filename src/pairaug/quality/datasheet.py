@@ -15,6 +15,7 @@ review record (non-null = reviewed, its values tallied); with none, 0 pairs were
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,13 @@ def _share(values: pd.Series) -> float | None:
     return round(float((v == 1).mean()), 4) if len(v) else None  # not mentioned (null) counts as absent
 
 
+def reason_kind(reason: object) -> str:
+    """A reason without its numbers, so reasons tally by kind ("s_a 0.41 <= tau 0.77" → "s_a <= tau")."""
+    if not isinstance(reason, str):
+        return "none"
+    return re.sub(r"\s+", " ", re.sub(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", "", reason)).replace(" ;", ";").strip() or "none"
+
+
 def counts(candidates: pd.DataFrame, validated: pd.DataFrame | None) -> dict:
     """Per branch: candidates, kept (after pruning and review), reviewed, review decisions, reasons, validated."""
     review_cols = [c for c in candidates.columns if c.lower().startswith("review")]
@@ -67,7 +75,7 @@ def counts(candidates: pd.DataFrame, validated: pd.DataFrame | None) -> dict:
             "reviewed": int(reviewed.sum()),
             "review_decisions": {str(k): int(v) for k, v in part.loc[reviewed, review_cols[0]].value_counts()
                                  .sort_index().items()} if review_cols else {},
-            "reasons": {str(k): int(v) for k, v in part["reason"].value_counts().sort_index().items()}
+            "reasons": {str(k): int(v) for k, v in part["reason"].map(reason_kind).value_counts().sort_index().items()}
             if "reason" in part.columns else {},
             "validated": int((validated["branch"] == branch).sum()) if validated is not None else 0,
         }
