@@ -45,6 +45,7 @@ def test_registered_model_audit_round_trip(repo):
     assert (pairs.set_index("pair_id")["image_sha256"] == validated.loc[list(pairs["pair_id"]), "image_sha256"]).all()
     assert set(pairs["branch"]) == {"inter", "intra"}
     assert (pairs["status"] == "verified").all() and (pairs["dvc_cache"] == "ok").all()
+    assert (pairs["provenance"] == "ok").all()  # every generated image carries its pair's provenance chunks
     assert report["mix"] == "pairaug" and report["not_verified"] == 0
     assert report["revision"]["git_commit"]  # the commit the run was made at
     # The same answer from the model folder, against the workspace and dvc.lock.

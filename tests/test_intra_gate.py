@@ -85,6 +85,7 @@ def _intra_pairs(world: dict, editor: str) -> pd.DataFrame:
 def _change_read_result(world: dict, editor: str) -> tuple[pd.DataFrame, dict, dict]:
     pairs, folder = _intra_pairs(world, editor)
     frame = derive_checks(pairs, folder, world["real"], world["root"] / "prepared", world["readout"])
+    frame["near_copy"] = False  # the memorisation check's verdict (privacy stage): no edit here copies a train film
     result = run_suite(frame, world["root"], ValidateConfig(data_docs=False))
     [rule] = [r for r in result["results"] if r["expectation_config"]["kwargs"].get("column") == "change_read"]
     return frame, rule, result

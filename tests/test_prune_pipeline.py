@@ -1,7 +1,7 @@
-"""`dvc repro validate` in a repository copy: prune and validate run through DVC on a small world whose
-upstream outputs (real pairs, rewrites, synthetic manifests, a tiny CLIP scorer) are committed with
-`dvc commit`, so no generator or model is trained here. A prune param change reruns prune and validate
-only; a failing gate stops `dvc repro` with one line and loses nothing upstream."""
+"""`dvc repro validate` in a repository copy: prune, the memorisation check (privacy) and validate run through
+DVC on a small world whose upstream outputs (real pairs, rewrites, synthetic manifests, a tiny CLIP scorer)
+are committed with `dvc commit`, so no generator or model is trained here. A prune param change reruns
+prune and what follows only; a failing gate stops `dvc repro` with one line and loses nothing upstream."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import TINY_PARAMS, copy_repo, deep_merge, run
 from PIL import Image
-from test_prune import CARDIO, EFFUSION, NORMAL, REWRITES, WORSE, make_scorer, make_world
+from test_prune import CARDIO, EFFUSION, NORMAL, REWRITES, WORSE, make_scorer, make_world, redraw_generated
 
 from pairaug.data.decisions import record_decision
 
@@ -80,16 +80,18 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     params["pretrain"]["mixes"].pop("pool_real")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    upstream = [s for s in upstream_of(stages, "validate") if s != "prune"]  # prune's inputs, and the pool
+    # prune's and privacy's inputs, and the pool
+    upstream = [s for s in upstream_of(stages, "validate") if s not in ("prune", "privacy")]
     generators = [s for s in upstream if s.endswith("generate") or s.startswith("fit-")]
     assert {"prepare", "rewrite", "fit-scorer", "inter-generate", "image-only-generate"} <= set(upstream)
     make_world(repo)
+    redraw_generated(repo)
     make_scorer(repo / "models" / "scorer", [NORMAL, CARDIO, EFFUSION, WORSE] + [r[2][0] for r in REWRITES.values()])
     fabricate_outputs(repo, stages, upstream)
     dvc(repo, "commit", "-f", *upstream)
 
     out = dvc(repo, "repro", "validate").stdout
-    assert ran(out) == {"prune", "validate"}, out
+    assert ran(out) == {"prune", "privacy", "validate"}, out
     metrics = json.loads((repo / "metrics/prune.json").read_text())
     assert {b: v["total"] for b, v in metrics["branches"].items()} == \
         {"inter": 4, "intra": 4, "image_only": 4, "paraphrase": 4}
@@ -97,6 +99,11 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     validated = pd.read_parquet(repo / "data/validated/pairs.parquet")
     assert len(validated) == metrics["kept"] > 0
     assert json.loads((repo / "metrics/validate.json").read_text())["success"] is True
+    privacy = json.loads((repo / "metrics/privacy.json").read_text())
+    assert privacy["images"] == 12 and privacy["near_copies"] == 0, privacy
+    sheet = json.loads((repo / "metrics/datasheet.json").read_text())
+    assert sheet["quality_gate"]["success"] and set(sheet["validated"]["mixes"]) == set(params["pretrain"]["mixes"])
+    assert "## 7. Memorisation" in (repo / "metrics/datasheet.md").read_text()
     assert (repo / "gx/uncommitted/data_docs/local_site/index.html").is_file()
     assert "up to date" in dvc(repo, "status", "validate").stdout
 
@@ -131,7 +138,7 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     dvc(repo, "commit", "-f", "inter-generate")
     proc = dvc(repo, "repro", "validate", check=False)
     assert proc.returncode != 0
-    assert ran(proc.stdout) == {"prune", "validate"}  # the generators are not rerun
+    assert ran(proc.stdout) == {"prune", "privacy", "validate"}  # the generators are not rerun
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: quality gate failed")]
     assert len(errors) == 1 and "sha256_matches in [True]" in errors[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

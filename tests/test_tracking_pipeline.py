@@ -84,6 +84,9 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
         paths = {f.path for f in client.list_artifacts(r.info.run_id, "audit")} | \
                 {f.path for f in client.list_artifacts(r.info.run_id, "roc")}
         assert {"audit/synthetic_pairs.parquet", "audit/lineage.json", "roc/zeroshot_roc.png"} <= paths
+        # the run's datasheet, logged with every model (it describes the pairs this model trained on)
+        sheet = {f.path for f in client.list_artifacts(r.info.run_id, "audit/datasheet")}
+        assert sheet == {"audit/datasheet/datasheet.md", "audit/datasheet/datasheet.json"}, (mix, paths)
     versions = client.search_model_versions(f"name = '{params['tracking']['registered_model']}'")
     assert sorted(v.tags["mix"] for v in versions) == sorted(params["pretrain"]["mixes"])
 

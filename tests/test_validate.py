@@ -54,6 +54,11 @@ def base(tmp_path_factory) -> Path:
     pairs = finalize(cands, out).drop(columns=["kept", "reason"])
     out.mkdir(parents=True)
     pairs.to_parquet(out / "pairs.parquet", index=False)
+    # the memorisation check's verdict on every generated image: no near-copy (test_privacy computes it)
+    generated = pairs[pairs["branch"] != "paraphrase"]
+    (root / "data" / "privacy").mkdir(parents=True)
+    pd.DataFrame({"pair_id": generated["pair_id"], "near_copy": False}).to_parquet(
+        root / "data" / "privacy" / "images.parquet", index=False)
     committed_gx(root)
     write_pool(root / "data" / "pool")
     return root
@@ -76,7 +81,7 @@ def run_gate(root: Path, data_docs: bool = False) -> dict:
     return validate_pairs(ValidateConfig(data_docs=data_docs, min_change_read=0.0),
                           pruned=root / "data/pruned/pairs.parquet", prepared=root / "data/prepared/pairs.parquet",
                           out_dir=root / "data/validated", metrics_path=root / "metrics/validate.json", gx_root=root,
-                          pool=root / "data/pool/pairs.parquet")
+                          pool=root / "data/pool/pairs.parquet", privacy=root / "data/privacy/images.parquet")
 
 
 def test_good_pairs_pass_and_are_written(base: Path, tmp_path: Path) -> None:

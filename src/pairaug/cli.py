@@ -43,6 +43,24 @@ def _cmd_label(args: argparse.Namespace) -> None:
             writer.writerow([r, *["" if row[k] is None else row[k] for k in LABELS]])
 
 
+def _cmd_inspect(args: argparse.Namespace) -> None:
+    from pairaug.data.provenance import FIELDS, PREFIX, read_text_chunks
+
+    for i, path in enumerate(args.image):
+        chunks = read_text_chunks(path)
+        fields = {k.removeprefix(PREFIX): v for k, v in chunks.items() if k.startswith(PREFIX)}
+        if args.format == "json":
+            out = {"image": path, "provenance": fields or None}
+            sys.stdout.write(json.dumps(out, indent=2) + "\n")
+            continue
+        if i:
+            print()
+        print(f"{path}: {'synthetic image, pairaug provenance' if fields else 'no provenance (no pairaug text chunks)'}")
+        # the known fields in their order, then any others (a newer writer's)
+        for key in [*[k for k in FIELDS if k in fields], *sorted(set(fields) - set(FIELDS))]:
+            print(f"  {key:16} {fields[key]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pairaug",
@@ -58,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column", default="report", help="the CSV column holding reports (default: report)")
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(func=_cmd_label)
+
+    p = sub.add_parser("inspect", help="print the provenance a synthetic PNG carries (its pairaug text chunks)",
+                       description="Print the provenance text chunks of PNG images: synthetic or not, pair id, "
+                                   "branch, source pair, prompt hash, generator fingerprint, sampling settings, "
+                                   "package version. A PNG without them (a real film) prints 'no provenance'.")
+    p.add_argument("image", nargs="+", help="PNG file(s)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_inspect)
 
     for register in _extensions():
         register(sub)

@@ -142,10 +142,19 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
         df.reset_index(drop=True).to_parquet(tmp, index=False, compression="zstd")
 
 
-def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Save a uint8 gray image as PNG (PIL's zlib output is deterministic for equal pixels)."""
+def save_png(array: np.ndarray, path: str | os.PathLike, text: dict[str, str] | None = None) -> None:
+    """Save a uint8 gray image as PNG (PIL's zlib output is deterministic for equal pixels), with `text` as
+    tEXt chunks in the given order (no time stamp: equal pixels and text give equal bytes)."""
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(tmp, format="PNG", optimize=False)
+        Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(tmp, format="PNG", optimize=False,
+                                                                          pnginfo=info)
 
 
 def repo_root() -> Path:

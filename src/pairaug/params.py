@@ -24,8 +24,8 @@ T = TypeVar("T")
 # by `load_params` for every stage and CLI; `section` only reads names from it, and a test keeps it equal
 # to params.yaml's keys and to what dvc.yaml declares.
 SECTIONS: tuple[str, ...] = (
-    "seed", "launch", "data", "pool", "rewrite", "scorer", "generator", "generate", "intra", "prune", "validate",
-    "pretrain", "tracking", "evaluate", "report",
+    "seed", "launch", "data", "pool", "rewrite", "scorer", "generator", "generate", "intra", "prune", "privacy",
+    "validate", "pretrain", "tracking", "evaluate", "report",
 )
 
 

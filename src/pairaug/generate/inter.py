@@ -7,8 +7,6 @@ the dataset's image size so real and synthetic pairs share one format.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +18,7 @@ from tqdm import tqdm
 
 from pairaug.io import seed_from, stable_hash
 from pairaug.measurement.images import resize_batch
-from pairaug.models.checkpoints import MARKER
+from pairaug.models.checkpoints import folder_sha
 from pairaug.models.generator import TextToImagePipeline
 from pairaug.params import positive
 
@@ -46,14 +44,7 @@ class SamplingConfig:
 
 def generator_sha(folder: str | Path) -> str:
     """A fingerprint of the generator: the external checkpoint's, or a hash of our saved files."""
-    folder = Path(folder)
-    if (folder / MARKER).exists():
-        return json.loads((folder / MARKER).read_text())["fingerprint"][:16]
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(folder)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return folder_sha(folder)
 
 
 def plan(branch: str, sources: pd.DataFrame, seed: int, gen_sha: str, cfg: SamplingConfig) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pairaug.data.provenance import provenance
 from pairaug.io import atomic_path, save_png, sha256_file, write_parquet
 
 
@@ -41,11 +42,17 @@ class ChunkStore:
         return [k for k in range(self.n_chunks) if k % world == rank and not self.done(k)]
 
     def write(self, k: int, rows: list[dict], images: dict[str, np.ndarray]) -> None:
-        """Write chunk k's images (relative path → uint8 array) and rows in one atomic rename."""
+        """Write chunk k's images (relative path → uint8 array) and rows in one atomic rename; every image
+        named by a row carries that row's provenance in its PNG text chunks (pairaug.data.provenance)."""
+        chunks = {}
+        for row in rows:
+            chunks[row["image"]] = provenance(row, "image")
+            if row.get("source_image"):  # IntraAug's source-branch redraw, kept for audit
+                chunks[row["source_image"]] = provenance(row, "source_branch")
         with atomic_path(self.path(k)) as tmp:
             tmp.mkdir(parents=True)
             for rel, pixels in images.items():
-                save_png(pixels, tmp / rel)
+                save_png(pixels, tmp / rel, text=chunks.get(rel))
             for row in rows:
                 row["image_sha256"] = sha256_file(tmp / row["image"])
                 for extra in ("source_image",):

@@ -25,6 +25,19 @@ def fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
+def folder_sha(folder: str | Path) -> str:
+    """A model's fingerprint (16 hex): the external checkpoint's recorded one, or a hash of our saved files'
+    names and bytes (what manifests record as `generator_sha`)."""
+    folder = Path(folder)
+    if (folder / MARKER).exists():
+        return json.loads((folder / MARKER).read_text())["fingerprint"][:16]
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def adopt_external(out_dir: str | Path, src: str | Path, kind: str) -> dict:
     src = Path(src).resolve()
     info = {"path": str(src), "kind": kind, "fingerprint": fingerprint(src)}

@@ -15,7 +15,9 @@ from pairaug.io import atomic_path, sha256_file, write_json, write_parquet
 from pairaug.measurement.edit_readout import fit_readout_probe
 from pairaug.measurement.pixel_probe import PixelProbe
 from pairaug.quality.checks import derive_checks
+from pairaug.quality.datasheet import DatasheetSources, write_datasheet
 from pairaug.quality.gate import DATA_DOCS_INDEX, ValidateConfig, gate, run_suite, summary
+from pairaug.quality.privacy import near_copy_facts
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,9 @@ def _rebase(rows: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
 def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pairs.parquet",
                    prepared: str | Path = "data/prepared/pairs.parquet", out_dir: str | Path = "data/validated",
                    metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".",
-                   mixes: dict[str, list[str]] | None = None, pool: str | Path = "data/pool/pairs.parquet") -> dict:
+                   mixes: dict[str, list[str]] | None = None, pool: str | Path = "data/pool/pairs.parquet",
+                   privacy: str | Path | None = "data/privacy/images.parquet",
+                   datasheet: DatasheetSources | None = None) -> dict:
     """Run the gate; on success write `out_dir/{pairs.parquet,result.json}` and return the summary.
 
     `mixes` (name → branches, from `pretrain.mixes`) also get `out_dir/mixes/<name>.parquet`: the pairs
@@ -86,17 +90,22 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
     On failure `out_dir` is not written (so `pretrain`, which depends on it, cannot run), the summary
     still goes to `metrics_path`, and QualityGateError names every failed expectation in one line.
     `out_dir` must sit at the same depth as the pruned pairs' folder: image paths stay valid unchanged.
+    `privacy`: the memorisation check's table (the `near_copy` fact; None: no check ran, which the suite
+    refuses for generated images). `datasheet`: also write the run's datasheet (pass or fail).
     """
     pruned, prepared, out_dir, pool = Path(pruned), Path(prepared), Path(out_dir), Path(pool)
     pairs = read_pruned(pruned)
     real = read_pairs(prepared)
     frame = derive_checks(pairs, pruned.parent, real, prepared.parent, edit_readout(pairs, pool))
+    frame["near_copy"] = near_copy_facts(frame, privacy)
     result = run_suite(frame, gx_root, cfg)
     info = summary(result, frame, cfg.examples)
     docs = str(Path(gx_root) / "gx" / DATA_DOCS_INDEX) if cfg.data_docs else None
     info["data_docs"] = docs
     if metrics_path:
         write_json(metrics_path, info)
+    if datasheet is not None and not result.get("success"):
+        write_datasheet(datasheet, info, result)  # it says what failed; data/validated stays unwritten
     gate(result, cfg.examples, docs)
     log.info("quality gate passed: %d expectations on %d pairs", info["expectations"], len(pairs))
     with atomic_path(out_dir) as tmp:
@@ -106,4 +115,6 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
         controls = control_rows(mixes or {}, pairs, prepared, pool, out_dir)
         for name, branches in (mixes or {}).items():
             write_parquet(mix_manifest(pairs, branches, controls), tmp / "mixes" / f"{name}.parquet")
+    if datasheet is not None:  # after data/validated: it records the mixes' md5s
+        write_datasheet(datasheet, info, result)
     return info

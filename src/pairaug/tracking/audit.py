@@ -9,7 +9,8 @@ is read against the workspace (its `training_pairs.parquet`, `dvc.lock`, `data/v
 
 Each image is hashed (sha256) in the workspace and, through the DVC outputs recorded in the lineage,
 in the DVC cache: `verified` (workspace matches, or the file is absent and the cache matches),
-`modified` (the workspace file differs from the hash the pair was trained with), `missing`.
+`modified` (the workspace file differs from the hash the pair was trained with, or its provenance text
+chunks name another pair, branch, source or prompt than the pair's row), `missing`.
 
 Each pair's `review` is the review decision prune applied when the model's pairs were made (lineage);
 `review_now` is what review/decisions.csv says today (`stale` when it names another image), so a pair
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pairaug.data.decisions import DECISIONS_FILE, read_decisions
+from pairaug.data.provenance import mismatches, read_provenance
 from pairaug.errors import InputError
 from pairaug.io import md5_file, repo_root, sha256_file
 from pairaug.tracking.lineage import (
@@ -175,7 +177,12 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
 
 
 def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
-    """Add `workspace`, `dvc_cache` (ok / modified / missing / unknown) and `status` per pair."""
+    """Add `workspace`, `dvc_cache` (ok / modified / missing / unknown), `provenance` and `status` per pair.
+
+    `provenance`: the image's PNG text chunks against the pair's row (pairaug.data.provenance): `ok`,
+    `none` (no chunks: a real film, or an image written before chunks existed), or the fields that
+    differ (`differs: pair_id, ...`) — an image whose chunks name another pair is `modified` even when
+    its bytes have the recorded hash."""
     index = DvcCache(root, lineage.get("dvc_outs", {}))
     hashes: dict[Path, str] = {}
 
@@ -188,16 +195,40 @@ def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
             hashes[path] = sha256_file(path)
         return "ok" if hashes[path] == expected else "modified"
 
-    ws, cache, status = [], [], []
-    for image, expected in zip(pairs["image"], pairs["image_sha256"]):
+    ws, cache, prov, status = [], [], [], []
+    for row in pairs.to_dict("records"):
+        image, expected = row.get("image"), row.get("image_sha256")
         if pd.isna(image) or pd.isna(expected):
-            ws.append("unknown"), cache.append("unknown"), status.append("no hash")
+            ws.append("unknown"), cache.append("unknown"), prov.append("unknown"), status.append("no hash")
             continue
+        cached = index.object_for(str(image))
         w = check(root / image, expected)
-        c = check(index.object_for(str(image)), expected)
-        ws.append(w), cache.append(c)
-        status.append(STATUS_OK if w == "ok" or (w == "missing" and c == "ok") else "modified" if w == "modified" else "missing")
-    return pairs.assign(workspace=ws, dvc_cache=cache, status=status)
+        c = check(cached, expected)
+        present = root / image if w != "missing" else cached if c in ("ok", "modified") else None
+        p = _provenance_state(present, row)
+        ws.append(w), cache.append(c), prov.append(p)
+        if p.startswith("differs") or w == "modified":
+            status.append("modified")
+        else:
+            status.append(STATUS_OK if w == "ok" or (w == "missing" and c == "ok") else "missing")
+    return pairs.assign(workspace=ws, dvc_cache=cache, provenance=prov, status=status)
+
+
+def _provenance_state(path: Path | None, row: dict) -> str:
+    if path is None:
+        return "unknown"
+    try:
+        found = read_provenance(path)
+    except InputError:  # not a readable PNG: the hash check already says what is wrong with it
+        return "unreadable"
+    if not found:
+        return "none"
+    bad = mismatches(found, {k: (None if k not in row or _missing(row[k]) else row[k]) for k in row})
+    return f"differs: {', '.join(bad)}" if bad else "ok"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def review_now(pairs: pd.DataFrame, root: Path) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from pairaug.tracking.ui import runs_url, runs_view
 # ---------------------------------------------------------------------------------------------- audit
 
 TABLE_COLUMNS = ("pair_id", "branch", "source_pair_id", "image", "image_sha256", "s_a", "s1", "s2", "s3", "review",
-                 "review_now", "status")
+                 "review_now", "provenance", "status")
 
 
 def render(df: pd.DataFrame, fmt: str, header: dict | None = None, table_columns: tuple[str, ...] | None = None,

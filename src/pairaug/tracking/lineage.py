@@ -29,6 +29,7 @@ from pairaug.io import md5_file, sha256_file
 
 REAL_MANIFEST = "data/prepared/pairs.parquet"
 GX_RESULT = "data/validated/result.json"
+DATASHEET = ("metrics/datasheet.md", "metrics/datasheet.json")  # written by `validate` (quality/datasheet.py)
 AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
                  "s_a", "s1", "s2", "s3", "review")  # review: the decision prune applied to the pair
 

@@ -10,8 +10,8 @@ never fails a stage.
   `best_valid_score`, the real and the synthetic manifests (and, for a mix with synthetic pairs, the
   review decisions prune applied, review/decisions.csv) as inputs whose digest is the file's md5
   (what dvc.lock records), the audit trail (artifacts under `audit/`: the synthetic pairs used, the
-  lineage, the GX result) and the model, registered as `tracking.registered_model` with the mix and
-  seed as version tags. The run's start and end are the seed's training (its Duration column).
+  lineage, the GX result, the run's datasheet) and the model, registered as `tracking.registered_model`
+  with the mix and seed as version tags. The run's start and end are the seed's training (its Duration column).
 - `evaluate` finds that run again by tags (mix, seed, weights sha256): the run id never enters a DVC
   output, which stay byte-deterministic. It logs its metrics and ROC plots there; when no such run
   exists (outputs pulled from a remote, logging failed earlier) or the run was evaluated with other
@@ -43,6 +43,7 @@ import pandas as pd
 from pairaug.data.decisions import DECISIONS_FILE
 from pairaug.io import md5_file
 from pairaug.tracking.lineage import (
+    DATASHEET,
     GX_RESULT,
     REAL_MANIFEST,
     TrainingRecord,
@@ -140,8 +141,26 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
     syn_md5 = rec.inputs.get(syn_rel)
     if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
+    # `none` records no synthetic input (it trains on real pairs only); its manifest is the workspace's
+    mix_md5 = syn_md5 or (md5_file(workspace / syn_rel) if (workspace / syn_rel).exists() else None)
+    if mix_md5 and datasheet_describes(workspace, rec.mix, mix_md5):
+        for rel in DATASHEET:
+            client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")
     if log_the_model and cfg.log_model:
         log_model(client, run_id, rec.seed_dir, cfg, rec.tags)
+
+
+def datasheet_describes(workspace: Path, mix: str, manifest_md5: str) -> bool:
+    """Does the workspace's datasheet describe the pairs this model trained on (it records each mix
+    manifest's md5)? A datasheet of another run is not logged with this model."""
+    md, sheet = (workspace / rel for rel in DATASHEET)
+    if not (md.exists() and sheet.exists()):
+        return False
+    try:
+        recorded = json.loads(sheet.read_text()).get("validated", {}).get("mixes", {}).get(mix)
+    except (json.JSONDecodeError, AttributeError):
+        return False
+    return recorded == manifest_md5
 
 
 def _dataset_source(path: Path):
