@@ -58,7 +58,7 @@ def inputs():
     path, _ = resolve(generator)
     pipe = load_generator(path)
     edits = read_rewritten(rewritten)
-    items = plan("intra", edits, 0, "bench", CFG)
+    items = plan("intra", edits, 0, "bench", CFG).assign(candidate=0)
     if len(items) < 2 * CFG.batch_size:
         pytest.skip(f"fewer than {2 * CFG.batch_size} intra reports")
     sources = real_sources(prepared, edits["source_pair_id"], rewritten)
