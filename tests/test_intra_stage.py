@@ -174,7 +174,7 @@ def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path
     # (the guidance is part of the sampler a pair id hashes, as for inter pairs)
     edits, sha = read_rewritten(rewritten), generator_sha(generator)
     for changed in ({"eta": 0.2}, {"init": "noise"}, {"self_eta": 0.0}, {"inversion_refine": 0},
-                    {"inversion": "ddim"}, {"reweight": 2.0}, {"blend_threshold": 0.3}):
+                    {"inversion": "ddim"}, {"reweight": 3.0}, {"blend_threshold": 0.3}):
         other = intra_store(IntraConfig(steps=3, batch_size=4, **{**EDIT, **changed}), 0, edits, sha,
                             tmp_path / "work")
         assert other.work != store.work and other.items["pair_id"].tolist() == store.items["pair_id"].tolist()
