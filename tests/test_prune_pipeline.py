@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -85,6 +86,8 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     generators = [s for s in upstream if s.endswith("generate") or s.startswith("fit-")]
     assert {"prepare", "rewrite", "fit-scorer", "inter-generate", "image-only-generate"} <= set(upstream)
     make_world(repo)
+    # intra-sweep (upstream of intra-generate) reads IntraAug rewrites of valid reports: any will do here
+    shutil.copy(repo / "data/rewritten/intra.parquet", repo / "data/rewritten/intra_valid.parquet")
     redraw_generated(repo)
     make_scorer(repo / "models" / "scorer", [NORMAL, CARDIO, EFFUSION, WORSE] + [r[2][0] for r in REWRITES.values()])
     fabricate_outputs(repo, stages, upstream)
@@ -114,7 +117,7 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     status = dvc(repo, "status", "--with-deps", "validate").stdout
     assert re.findall(r"^(\S+):\s*$", status, re.M) == ["prune"], status
     assert re.search(r"modified:\s+review/decisions.csv", status), status
-    assert ran(dvc(repo, "repro", "validate").stdout) == {"prune", "validate"}
+    assert ran(dvc(repo, "repro", "validate").stdout) == {"prune", "privacy", "validate"}  # privacy reads the kept pairs
     assert kept["pair_id"] not in set(pd.read_parquet(repo / "data/validated/pairs.parquet")["pair_id"])
     assert json.loads((repo / "metrics/prune.json").read_text())["review"]["applied"]["reject"] == 1
 

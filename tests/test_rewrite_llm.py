@@ -138,7 +138,8 @@ def test_request_follows_the_paper_and_prompts_are_versioned(tmp_path):
     reports = [report(i) for i in range(2)] + ["Too short."]
     pairs = make_pairs(tmp_path, reports)
     with FakeLLM() as server:
-        cfg = llm_cfg(tmp_path, server.url, tasks=["inter", "intra", "paraphrase"], min_words=5)
+        # valid_reports 0: only the train reports (the valid ones intra-sweep edits are one more request each)
+        cfg = llm_cfg(tmp_path, server.url, tasks=["inter", "intra", "paraphrase"], min_words=5, valid_reports=0)
         metrics = run_rewrite(cfg, 0, pairs, tmp_path / "out", None, progress=False)
         assert {s.system for s in server.seen} == set(DEFAULT_PROMPTS.values())
         body = server.seen[0].body

@@ -29,8 +29,8 @@ class ValidateConfig:
     checkpoint: str = "pruned_pairs"  # gx/checkpoints/<name>.json (its validation definition names the suite)
     data_docs: bool = True  # run the checkpoint's UpdateDataDocsAction (gx/uncommitted/data_docs/)
     examples: int = 3  # failing pair ids quoted per failed expectation in the error line
-    # The suite's parameters ({"$PARAMETER": name} in gx/expectations): the least mean change_read of
-    # the kept intra pairs (the share of their changed findings a pixel probe reads in x' as y' has them)
+    # The suite's parameters ({"$PARAMETER": name} in gx/expectations): the change_read that at least half
+    # of the kept intra pairs reach (the share of their changed findings a pixel probe reads in x' as y' has them)
     min_change_read: float = 0.3
 
     def validate(self, prefix: str) -> None:
