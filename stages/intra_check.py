@@ -2,9 +2,11 @@
 kept) keep the patient and draw the change their report asks for?"""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
+from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.io import write_json
@@ -18,7 +20,10 @@ OUT = "data/synthetic/intra"
 def main() -> None:
     params = load_params()
     cfg = section(IntraConfig, params, "intra").resolved(chosen_setting("metrics/intra_sweep.json"))
-    manifest = pd.read_parquet(f"{OUT}/manifest.parquet")
+    manifest_path = Path(OUT) / "manifest.parquet"
+    if not manifest_path.exists():
+        raise InputError("the IntraAug manifest is not there (run `dvc repro intra-generate`)", file=manifest_path)
+    manifest = pd.read_parquet(manifest_path)
     metrics = intra_metrics(cfg, params.get("seed", 0), manifest, out_dir=OUT, prepared="data/prepared/pairs.parquet",
                             rewritten="data/rewritten/intra.parquet", generator_dir="models/generator",
                             scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet",
