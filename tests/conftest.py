@@ -39,7 +39,7 @@ TINY_PARAMS: dict = {
               "sweep": {"guidance": [3.5], "eta": [0.2, 0.5], "self_eta": [0.2]}},
     # The 20-step scorer's matched-pair cosines sit near 0.1: τ = 0 still prunes, but keeps pairs in every
     # branch so each augmentation mix has synthetic pairs to train on (τ = 0.3 keeps ~5%, no paraphrase).
-    "prune": {"inter_tau": 0.0},
+    "prune": {"inter_tau": 0.0, "intra_min_change_read": None},  # the 4-step tiny editor draws no readable change
     # A 20-step generator draws no finding: the gate's change_read bound is tested on phantom films
     # (tests/test_intra_gate.py), not here.
     "validate": {"min_change_read": 0.0},

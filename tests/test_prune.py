@@ -221,6 +221,10 @@ def test_config_rejects_bad_values() -> None:
         section(PruneConfig, {"prune": {"inter_tau": 1.5}}, "prune")
     with pytest.raises(ParamError, match="prune.intra_scale"):
         section(PruneConfig, {"prune": {"intra_scale": 0}}, "prune")
+    with pytest.raises(ParamError, match="prune.intra_rank"):
+        section(PruneConfig, {"prune": {"intra_rank": "best"}}, "prune")
+    with pytest.raises(ParamError, match="prune.intra_min_change_read"):
+        section(PruneConfig, {"prune": {"intra_min_change_read": 2}}, "prune")
     with pytest.raises(ParamError, match="prune.nope"):
         section(PruneConfig, {"prune": {"nope": 1}}, "prune")
 
@@ -403,3 +407,35 @@ def test_of_a_reports_passing_candidates_only_the_best_is_kept(world: Path):
 
 def world_real(world: Path) -> pd.DataFrame:
     return pd.read_parquet(world / "data/prepared/pairs.parquet")
+
+
+def test_intra_selection_on_the_read_change(world: Path):
+    """With `intra_min_change_read`, an edit whose change the probe does not read is not kept (and one with no
+    readable change at all neither); with `intra_rank: change` a report keeps its best-read edit, whatever
+    its S1 + S2 + S3."""
+    cands = load_candidates(sources(world))
+    intra = cands[cands["branch"] == "intra"]
+    extra = [intra.assign(pair_id=intra["pair_id"] + f"-c{k}", image_abs=np.roll(intra["image_abs"].to_numpy(), k))
+             for k in (1, 2)]
+    many = pd.concat([cands, *extra], ignore_index=True)
+    reads = {"": 0.0, "-c1": 1.0, "-c2": np.nan}
+    many["change_read"] = [np.nan if b != "intra" else reads[p[p.rfind("-c"):] if "-c" in p else ""]
+                           for b, p in zip(many["branch"], many["pair_id"])]
+    scorer = load_scorer(world / "models" / "scorer")
+    strict = score_candidates(many, scorer, PruneConfig(intra_lambda=5.0, intra_min_change_read=0.5,
+                                                        intra_rank="change"), tau=0.0, progress=False)
+    got = strict[strict["branch"] == "intra"].set_index("pair_id")
+    assert got.loc[got.index.str.endswith("-c1"), "kept"].all()
+    assert not got.loc[~got.index.str.endswith("-c1"), "kept"].any()
+    assert got.loc[got.index.str.endswith("-c2"), "reason"].str.contains("change_read n/a").all()
+    assert got.loc[~got.index.str.contains("-c"), "reason"].str.contains("change_read 0.00 < intra_min_change_read").all()
+    assert strict.loc[strict["branch"] != "intra", "kept"].equals(
+        score_candidates(many, scorer, PruneConfig(intra_lambda=5.0), tau=0.0, progress=False)
+        .loc[strict["branch"] != "intra", "kept"])  # the other branches are not touched
+    # ranking alone: the read edit wins its report even where the scores prefer another
+    ranked = score_candidates(many, scorer, PruneConfig(intra_lambda=5.0, intra_rank="change"), tau=0.0,
+                              progress=False)
+    kept = ranked[(ranked["branch"] == "intra") & ranked["kept"]]
+    assert kept["pair_id"].str.endswith("-c1").all() and len(kept) == len(intra)
+    by_scores = score_candidates(many, scorer, PruneConfig(intra_lambda=5.0), tau=0.0, progress=False)
+    assert not by_scores.loc[(by_scores["branch"] == "intra") & by_scores["kept"], "pair_id"].str.endswith("-c1").all()

@@ -13,8 +13,12 @@ Branches and their scores (all cosines between the scorer's embeddings, `f_img` 
   S1 = cos(f_img(x'), f_txt(y')), S2 = cos(f_img(x'), f_img(x)),
   S3 = cos(f_img(x') − f_img(x), f_txt(y') − f_txt(y)); keep iff S_k > μ_k / s − λ for k = 1, 2, 3,
   with μ_k the mean of S_k over all intra candidates (PairAug's code: s = 1.0, λ = 0.003). Each report has
-  `intra.candidates` edits; of those that pass, the `prune.intra_per_report` with the highest S1 + S2 + S3
-  are kept (the others: reason "outranked").
+  `intra.candidates` edits; of those that pass, the `prune.intra_per_report` best are kept (the others:
+  reason "outranked"): by S1 + S2 + S3 (PairAug's ranking), or with `prune.intra_rank: change` by
+  `change_read` first. The scorer's cosines barely see whether x' draws the change (on the default run
+  S2 correlates −0.45 with it), so `change_read` reads it: the share of the findings y' changed that the
+  `select` pixel probe (fit on half of the public pool's patients, measurement/edit_readout.py) reads in
+  x' as y' states them; with `prune.intra_min_change_read` a candidate below it is not kept.
 
 Every distinct image and text is encoded once (one real image serves a paraphrase and an intra
 candidate, one real report several intra candidates), in batches, in a fixed (sorted) order so a rerun
@@ -41,9 +45,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from pairaug.data.decisions import DECISIONS_FILE, read_decisions
+from pairaug.data.images import load_gray
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
 from pairaug.io import atomic_path, sha256_file, stable_hash, write_parquet
+from pairaug.measurement.edit_readout import fit_readout_probe, reads_new
 from pairaug.models.scorer import Scorer
 from pairaug.params import in_range, positive
 
@@ -57,8 +63,11 @@ SCORES: tuple[str, ...] = ("s_a", "s1", "s2", "s3")
 THRESHOLDS: tuple[str, ...] = ("tau", "thr_s1", "thr_s2", "thr_s3")  # the threshold each score must exceed
 TEXT_COLUMNS: tuple[str, ...] = ("pair_id", "branch", "source_pair_id", "patient_id", "report", "source_report",
                                  "image", "image_sha256")
-PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, *LABELS, "review")  # review: the decision applied
+# change_read: intra only, the select probe's reading of the change (NaN: no readable finding changed)
+PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, "change_read", *LABELS,
+                                 "review")  # review: the decision applied
 CANDIDATE_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "kept", "reason")
+INTRA_RANKS: tuple[str, ...] = ("scores", "change")
 MANIFEST_REQUIRED: tuple[str, ...] = ("pair_id", "source_pair_id", "report", "image", "image_sha256")
 
 
@@ -73,7 +82,9 @@ class PruneConfig:
     inter_tau_quantile: float = 0.9  # τ = this quantile of S_a over mismatched real valid pairs
     intra_scale: float = 1.0  # s in S_k > μ_k / s − λ
     intra_lambda: float = 0.003  # λ in S_k > μ_k / s − λ
-    intra_per_report: int = 1  # of a report's candidates that pass, keep this many (highest S1 + S2 + S3)
+    intra_per_report: int = 1  # of a report's candidates that pass, keep this many (the best by intra_rank)
+    intra_rank: str = "scores"  # scores: S1 + S2 + S3 (PairAug); change: change_read, then S1 + S2 + S3
+    intra_min_change_read: float | None = None  # keep an intra candidate only if change_read >= this; null: off
     batch_size: int = 512  # images / texts per scorer call
     review: ReviewConfig = field(default_factory=ReviewConfig)  # how review/decisions.csv is applied
 
@@ -83,6 +94,10 @@ class PruneConfig:
         in_range(prefix, "inter_tau_quantile", self.inter_tau_quantile, 0.0, 1.0)
         positive(prefix, intra_scale=self.intra_scale, batch_size=self.batch_size,
                  intra_per_report=self.intra_per_report)
+        if self.intra_rank not in INTRA_RANKS:
+            raise ParamError(f"{prefix}.intra_rank", f"must be one of {', '.join(INTRA_RANKS)}, got {self.intra_rank!r}")
+        if self.intra_min_change_read is not None:
+            in_range(prefix, "intra_min_change_read", self.intra_min_change_read, 0.0, 1.0)
         if not np.isfinite(self.intra_lambda):
             raise ParamError(f"{prefix}.intra_lambda", f"must be a finite number, got {self.intra_lambda!r}")
 
@@ -162,6 +177,7 @@ class Sources:
     rewritten_dir: Path = Path("data/rewritten")
     synthetic_dir: Path = Path("data/synthetic")
     decisions: Path = Path(DECISIONS_FILE)
+    pool: Path = Path("data/pool/pairs.parquet")  # the films the select probe reading intra edits is fit on
 
 
 def read_manifest(path: Path, branch: str) -> pd.DataFrame:
@@ -352,12 +368,21 @@ def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, tau:
         kept &= ~below
         for i in np.flatnonzero(below):
             reasons[i].append(f"{score} {df[score].iat[i]:.4f} <= {threshold} {df[threshold].iat[i]:.4f}")
+    if "change_read" not in df.columns:
+        df["change_read"] = np.nan
+    if cfg.intra_min_change_read is not None:
+        read = df["change_read"].to_numpy(dtype=float)
+        low = intra & ~(read >= cfg.intra_min_change_read)  # NaN: no finding the probe reads changed
+        kept &= ~low
+        for i in np.flatnonzero(low):
+            reasons[i].append("change_read n/a: no changed finding the probe reads" if np.isnan(read[i]) else
+                              f"change_read {read[i]:.2f} < intra_min_change_read {cfg.intra_min_change_read}")
     verdict = (df["pair_id"].map(review) if review is not None else pd.Series(np.nan, index=df.index))
     verdict = verdict.fillna("").astype(str).to_numpy()
     rejected = verdict == "reject"
     forced = (verdict == "accept") & cfg.review.accepted_override
     # A rejected intra candidate does not outrank the others of its report: the next best takes its place.
-    outranked = _outranked(df, kept & ~rejected, cfg.intra_per_report)
+    outranked = _outranked(df, kept & ~rejected, cfg.intra_per_report, cfg.intra_rank)
     for i in np.flatnonzero(outranked):
         reasons[i].append(f"outranked: {cfg.intra_per_report} better candidate(s) of its report passed")
     by_scores = kept & ~outranked & ~rejected
@@ -370,15 +395,37 @@ def score_candidates(cands: pd.DataFrame, scorer: Scorer, cfg: PruneConfig, tau:
     return df
 
 
-def _outranked(df: pd.DataFrame, passed: np.ndarray, per_report: int) -> np.ndarray:
-    """Intra candidates that passed but are not among the `per_report` best (S1 + S2 + S3) of their report."""
+def change_reads(cands: pd.DataFrame, prepared: Path, pool: Path) -> np.ndarray:
+    """Per candidate, the share of the findings its report changed that the `select` probe (fit on the
+    pool's films, never edited) reads in the intra image as the report states them; NaN for other branches."""
+    out = np.full(len(cands), np.nan)
+    rows = np.flatnonzero((cands["branch"] == "intra").to_numpy())
+    if not len(rows):
+        return out
+    if not pool.exists():
+        raise InputError("the public pool's pairs are not there (intra selection reads the change with a probe fit "
+                         "on its films; run `dvc repro prepare-pool`)", file=pool)
+    probe, thresholds = fit_readout_probe(pool, reader="select")
+    sub = cands.iloc[rows]
+    source_labels = read_pairs(prepared).set_index("pair_id").loc[sub["source_pair_id"], list(LABELS)]
+    edited = np.stack([load_gray(path) for path in sub["image_abs"]])
+    out[rows] = reads_new(probe, thresholds, edited, source_labels.reset_index(drop=True),
+                          sub.reset_index(drop=True))[1]
+    return out
+
+
+def _outranked(df: pd.DataFrame, passed: np.ndarray, per_report: int, rank_by: str = "scores") -> np.ndarray:
+    """Intra candidates that passed but are not among the `per_report` best of their report: by S1 + S2 + S3,
+    or (rank_by "change") by change_read first."""
     out = np.zeros(len(df), dtype=bool)
     rows = np.flatnonzero(passed & (df["branch"] == "intra").to_numpy())
     if not len(rows):
         return out
     sub = df.iloc[rows]
-    rank = (sub.assign(_total=sub["s1"] + sub["s2"] + sub["s3"], _row=rows)
-            .sort_values(["source_pair_id", "report", "_total", "pair_id"], ascending=[True, True, False, True])
+    read = sub["change_read"].fillna(-1.0) if rank_by == "change" else 0.0
+    rank = (sub.assign(_read=read, _total=sub["s1"] + sub["s2"] + sub["s3"])
+            .sort_values(["source_pair_id", "report", "_read", "_total", "pair_id"],
+                         ascending=[True, True, False, False, True])
             .groupby(["source_pair_id", "report"], sort=False).cumcount())
     out[rows] = (rank.reindex(sub.index) >= per_report).to_numpy()
     return out
@@ -396,7 +443,7 @@ def finalize(scored: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     df = df[list(CANDIDATE_COLUMNS)]
     for col in (*TEXT_COLUMNS, "reason", "review"):
         df[col] = df[col].astype(str)
-    for col in (*SCORES, *THRESHOLDS):
+    for col in (*SCORES, *THRESHOLDS, "change_read"):
         df[col] = df[col].astype("float64")
     df["kept"] = df["kept"].astype(bool)
     return df
@@ -412,21 +459,22 @@ def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict, review: dic
     out: dict = {"branches": {}, "tau": tau,
                  "params": {"inter_tau": cfg.inter_tau, "inter_tau_quantile": cfg.inter_tau_quantile,
                             "intra_scale": cfg.intra_scale, "intra_lambda": cfg.intra_lambda,
-                            "intra_per_report": cfg.intra_per_report,
+                            "intra_per_report": cfg.intra_per_report, "intra_rank": cfg.intra_rank,
+                            "intra_min_change_read": cfg.intra_min_change_read,
                             "review": {"accepted_override": cfg.review.accepted_override}}}
     for branch in BRANCHES:
         sub = candidates[candidates["branch"] == branch]
         row: dict = {"total": len(sub), "kept": int(sub["kept"].sum()),
                      "kept_fraction": round(float(sub["kept"].mean()), 4) if len(sub) else None,
                      "rejected_in_review": int((sub["review"] == "reject").sum())}
-        scores = ("s_a",) if branch in ALIGNMENT_BRANCHES else ("s1", "s2", "s3")
+        scores = ("s_a",) if branch in ALIGNMENT_BRANCHES else ("s1", "s2", "s3", "change_read")
         for score in scores:
             row[f"{score}_mean"] = _round(sub[score].mean())
             row[f"{score}_kept_mean"] = _round(sub.loc[sub["kept"], score].mean())
         if branch in ALIGNMENT_BRANCHES:
             row["tau"] = _round(tau["tau"])
         else:
-            for score in scores:
+            for score in scores[:3]:
                 row[f"thr_{score}"] = _round(sub[f"thr_{score}"].iloc[0]) if len(sub) else None
         out["branches"][branch] = row
     out["total"] = len(candidates)
@@ -493,6 +541,8 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
     log.info("prune: τ = %.4f (%s)", tau["tau"], tau["source"])
     log.info("prune: %d candidates (%s)", len(cands), ", ".join(
         f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
+    if cfg.intra_rank == "change" or cfg.intra_min_change_read is not None:
+        cands["change_read"] = change_reads(cands, sources.prepared, sources.pool)
     candidates = finalize(score_candidates(cands, scorer, cfg, tau["tau"], progress, review), out_dir)
     pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
     log.info("prune: kept %s", ", ".join(f"{b} {int(candidates.loc[candidates['branch'] == b, 'kept'].sum())}/"

@@ -310,7 +310,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
       mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn from
       fresh noise, as InterAug draws its images (an unrelated image of the same kind).
     - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
-      the films being edited) reads x' (measurement/edit_readout.py): changed-finding AUC per label
+      the films being edited; the `judge` half of its patients, not the half prune selected with) reads x' (measurement/edit_readout.py): changed-finding AUC per label
       (pairs whose label differs between y and y'; near 0 for x itself, above 0.5 where x' shows y''s
       finding), unchanged-finding AUC, and the same probe on x (the no-edit baseline).
     - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1, and at the edit's
@@ -358,7 +358,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     }
     patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
 
-    probe, _ = fit_readout_probe(probe_films)
+    probe, _ = fit_readout_probe(probe_films, reader="judge")  # not the reader prune selected with
     old = src.reset_index(drop=True)
     new = _new_labels(rewritten, manifest)
     labels = {"all": read_edits(probe, edited, real, old, new)}

@@ -75,7 +75,7 @@ def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_va
     path, _ = resolve(generator_dir)
     pipe = load_generator(path, dtype=torch.float32, device=Ranks.from_env().device)
     scorer = load_scorer(scorer_dir)
-    probe, _ = fit_readout_probe(probe_films)
+    probe, _ = fit_readout_probe(probe_films, reader="select")  # a tuned choice: the selecting reader
     f_real = scorer.encode_images(films)
     # the reference: each valid film against another patient's (a derangement of the same films)
     order = np.random.default_rng(seed_from("intra-sweep", seed)).permutation(len(films))

@@ -1,7 +1,10 @@
 """Does an edited film x' show the findings its new report y' changed? A pixel probe reads it.
 
 The probe (measurement/pixel_probe.py) is trained on real films that are never edited (the public
-pool), so it judges the edits fairly. For each label, pairs whose label differs between the source
+pool), so it judges the edits fairly. Two probes are fit on disjoint halves of the pool's patients: the
+`select` reader, which prune picks IntraAug candidates with (and intra-sweep chooses settings with), and
+the `judge`, which measures the kept edits (intra-check) and states the gate (validate). A pair picked
+because one reader saw its change is then read by another that never saw those films. For each label, pairs whose label differs between the source
 report y and the new report y' are "changed": the probe's scores of x' should rank the pairs where y'
 has the finding above those where it has not (changed-finding AUC; the source film x itself scores
 near 0 there, since it shows y's finding). Pairs whose label did not change should keep reading as y
@@ -19,6 +22,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from pairaug.data.schema import LABELS, read_pairs
+from pairaug.io import stable_hash
 from pairaug.measurement.images import load_split_images
 from pairaug.measurement.pixel_probe import PixelProbe, mean_auc
 
@@ -28,11 +32,25 @@ def positives(frame: pd.DataFrame, label: str) -> np.ndarray:
     return pd.to_numeric(frame[label], errors="coerce").fillna(0).to_numpy() == 1
 
 
-def fit_readout_probe(probe_films: str | Path) -> tuple[PixelProbe, dict[str, float]]:
+READERS: tuple[str, ...] = ("select", "judge")
+
+
+def reader_half(patient_ids: pd.Series, reader: str) -> np.ndarray:
+    """Rows whose patient belongs to `reader`'s half of the pool (a stable hash of the patient id)."""
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+    half = np.array([int(stable_hash("edit-reader", p, length=8), 16) % 2 for p in patient_ids.astype(str)])
+    return half == READERS.index(reader)
+
+
+def fit_readout_probe(probe_films: str | Path, reader: str | None = None) -> tuple[PixelProbe, dict[str, float]]:
     """A pixel probe for every label that has both classes among the real films of `probe_films`
-    (a pairs.parquet; images relative to its folder), and its reading thresholds."""
+    (a pairs.parquet; images relative to its folder), and its reading thresholds. `reader` ("select" or
+    "judge") fits it on that half of the films' patients only; None: on all of them."""
     probe_films = Path(probe_films)
     films = read_pairs(probe_films)
+    if reader is not None:
+        films = films[reader_half(films["patient_id"], reader)].reset_index(drop=True)
     labels = [lb for lb in LABELS if lb in films.columns and 0 < positives(films, lb).sum() < len(films)]
     images = load_split_images(films, probe_films.parent).numpy()
     targets = {lb: positives(films, lb) for lb in labels}

@@ -40,9 +40,11 @@ class ValidateConfig:
             raise ParamError(f"{prefix}.checkpoint", "must name a checkpoint in gx/checkpoints/")
 
 
-def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig) -> dict[str, Any]:
+def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig,
+              branches_with_candidates: list[str] | None = None) -> dict[str, Any]:
     """Validate `frame` with the checkpoint `cfg.checkpoint` of the file-mode GX project in `gx_root`
-    (the folder holding gx/); return the validation result as a JSON-able dict."""
+    (the folder holding gx/); return the validation result as a JSON-able dict. `branches_with_candidates`:
+    the branches prune had candidates of, each of which must keep a pair (None: the branches of `frame`)."""
     root = Path(gx_root)
     if not (root / "gx" / "great_expectations.yml").exists():
         raise InputError("Great Expectations project not found", file=root / "gx" / "great_expectations.yml")
@@ -56,7 +58,9 @@ def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig) -> 
         checkpoint = context.checkpoints.get(cfg.checkpoint)
     except DataContextError:
         raise ParamError("validate.checkpoint", f"no checkpoint {cfg.checkpoint!r} in {root / 'gx' / 'checkpoints'}") from None
-    parameters = suite_parameters(cfg)
+    if branches_with_candidates is None:
+        branches_with_candidates = frame["branch"].dropna().unique().tolist() if "branch" in frame.columns else []
+    parameters = suite_parameters(cfg, branches_with_candidates)
     if cfg.data_docs:
         result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
         runs = list(result.run_results.values())
@@ -69,9 +73,10 @@ def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig) -> 
     return stable(runs[0].to_json_dict())
 
 
-def suite_parameters(cfg: ValidateConfig) -> dict[str, float]:
-    """The values of the suite's `$PARAMETER` bounds, from params.yaml's `validate` section."""
-    return {"min_change_read": cfg.min_change_read}
+def suite_parameters(cfg: ValidateConfig, branches_with_candidates: list[str]) -> dict[str, Any]:
+    """The values of the suite's `$PARAMETER`s: bounds from params.yaml's `validate` section, and the
+    branches that must keep pairs."""
+    return {"min_change_read": cfg.min_change_read, "branches_with_candidates": sorted(map(str, branches_with_candidates))}
 
 
 def stable(result: dict[str, Any]) -> dict[str, Any]:

@@ -31,15 +31,26 @@ def read_pruned(path: Path) -> pd.DataFrame:
         raise InputError(f"cannot read Parquet: {e}", file=path) from None
 
 
+def branches_with_candidates(candidates: Path, pairs: pd.DataFrame) -> list[str]:
+    """The branches prune scored candidates of (from its candidates.parquet; without one, the pairs' own)."""
+    if not candidates.exists():
+        return sorted(pairs["branch"].dropna().unique()) if "branch" in pairs.columns else []
+    try:
+        return sorted(pd.read_parquet(candidates, columns=["branch"])["branch"].dropna().unique())
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise InputError(f"cannot read Parquet: {e}", file=candidates) from None
+
+
 def edit_readout(pairs: pd.DataFrame, pool: Path) -> tuple[PixelProbe, dict[str, float]] | None:
     """The probe that reads the intra pairs' changed findings, fit on the public pool's real films (never
-    edited); None when no intra pair is there to read."""
+    edited; the `judge` half of its patients, not the reader prune selected with); None when no intra
+    pair is there to read."""
     if "branch" not in pairs.columns or not (pairs["branch"] == "intra").any():
         return None
     if not pool.exists():
         raise InputError("the public pool's pairs are not there (the intra pairs' change_read needs its films; "
                          "run `dvc repro prepare-pool`)", file=pool)
-    return fit_readout_probe(pool)
+    return fit_readout_probe(pool, reader="judge")
 
 
 def mix_manifest(pairs: pd.DataFrame, branches: list[str], controls: dict[str, pd.DataFrame] | None = None
@@ -98,7 +109,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
     real = read_pairs(prepared)
     frame = derive_checks(pairs, pruned.parent, real, prepared.parent, edit_readout(pairs, pool))
     frame["near_copy"] = near_copy_facts(frame, privacy)
-    result = run_suite(frame, gx_root, cfg)
+    result = run_suite(frame, gx_root, cfg, branches_with_candidates(pruned.parent / "candidates.parquet", pairs))
     info = summary(result, frame, cfg.examples)
     docs = str(Path(gx_root) / "gx" / DATA_DOCS_INDEX) if cfg.data_docs else None
     info["data_docs"] = docs
