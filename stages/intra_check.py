@@ -31,12 +31,17 @@ def main() -> None:
     write_json("metrics/intra.json", metrics)
     if metrics["pairs"]:
         every, kept = metrics["labels"]["all"], metrics["labels"]["kept"]
-        log.info("intra: changed-finding AUC from x' %.3f (kept %d: %.3f; x itself %.3f), cos(f(x'), f(x)) %.3f "
-                 "(kept %.3f, unrelated %.3f); inversion PSNR at the edit's guidance %.1f dB (plain DDIM %.1f)",
+        log.info("intra: changed-finding AUC from x' %.3f (kept %d: %.3f; x itself %.3f), changed findings read "
+                 "%s (kept %s), cos(f(x'), f(x)) %.3f (kept %.3f, unrelated %.3f); inversion PSNR at the edit's "
+                 "guidance %.1f dB (plain DDIM %.1f)",
                  every["changed_mean_auc"], metrics["kept"], kept["changed_mean_auc"],
-                 every["changed_source_film_mean_auc"], metrics["patient"]["edited_vs_source_film"],
+                 every["changed_source_film_mean_auc"], _share(every["changed_read"]), _share(kept["changed_read"]), metrics["patient"]["edited_vs_source_film"],
                  metrics["patient"]["kept_edited_vs_source_film"], metrics["patient"]["fresh_vs_random_film"],
                  metrics["inversion"]["psnr_guidance_edit"], metrics["inversion"]["psnr_guidance_edit_ddim"])
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 if __name__ == "__main__":

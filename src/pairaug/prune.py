@@ -437,6 +437,8 @@ def _outranked(df: pd.DataFrame, passed: np.ndarray, per_report: int, rank_by: s
 def finalize(scored: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     """Candidates in the output schema: image paths relative to `out_dir`, fixed column order and dtypes."""
     df = scored.copy()
+    if "change_read" not in df.columns:  # scored without the change reader
+        df["change_read"] = np.nan
     base = _abs(out_dir)
     df["image"] = [Path(os.path.relpath(p, base)).as_posix() for p in df["image_abs"]]
     df = df.sort_values(["branch", "pair_id"], key=_branch_order).reset_index(drop=True)

@@ -37,7 +37,7 @@ from pairaug.generate.p2p import LocalBlend, edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import seed_from, stable_hash
-from pairaug.measurement.edit_readout import fit_readout_probe, read_edits
+from pairaug.measurement.edit_readout import fit_readout_probe, read_edits, reads_new
 from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import TextToImagePipeline, load_generator
@@ -312,7 +312,9 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
       the films being edited; the `judge` half of its patients, not the half prune selected with) reads x' (measurement/edit_readout.py): changed-finding AUC per label
       (pairs whose label differs between y and y'; near 0 for x itself, above 0.5 where x' shows y''s
-      finding), unchanged-finding AUC, and the same probe on x (the no-edit baseline).
+      finding), unchanged-finding AUC, the same probe on x (the no-edit baseline), and changed_read: the
+      mean share of a pair's changed findings read in x' as y' states them (per pair, so defined for every
+      pair with a readable change, where an AUC needs pairs of both directions of a label's change).
     - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1, and at the edit's
       guidance with plain DDIM inversion and with `cfg.inversion`, against fresh-noise draws of y.
     """
@@ -358,12 +360,18 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     }
     patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
 
-    probe, _ = fit_readout_probe(probe_films, reader="judge")  # not the reader prune selected with
+    probe, thresholds = fit_readout_probe(probe_films, reader="judge")  # not the reader prune selected with
     old = src.reset_index(drop=True)
     new = _new_labels(rewritten, manifest)
     labels = {"all": read_edits(probe, edited, real, old, new)}
     labels["kept"] = read_edits(probe, edited[is_kept], real[is_kept], old[is_kept].reset_index(drop=True),
                                 new[is_kept].reset_index(drop=True))
+    # per pair, defined wherever a finding the judge reads changed (the AUCs need both directions of a change)
+    _, share = reads_new(probe, thresholds, edited, old, new)
+    for name, rows in (("all", np.ones(len(share), dtype=bool)), ("kept", is_kept)):
+        readable = rows & ~np.isnan(share)
+        labels[name]["changed_read"] = float(np.mean(share[readable])) if readable.any() else None
+        labels[name]["changed_read_pairs"] = int(readable.sum())
     inversion = _inversion_psnr(pipe, cfg, manifest, by_id, root, stored, rng)
     return {"pairs": len(manifest), "kept": int(is_kept.sum()), "init": cfg.init, "inversion_method": cfg.inversion,
             "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta, "self_eta": cfg.self_eta,
