@@ -75,8 +75,9 @@ def ran(output: str) -> set[str]:
 
 def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     # τ = -0.5: the tiny untrained scorer's cosines sit near 0, so most alignment pairs are kept.
-    repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"prune": {"inter_tau": -0.5}}))
-    # The world below has no public pool: no `pool_real` mix, whose manifest validate builds from the pool.
+    # The world below has no public pool: no `pool_real` mix, whose manifest validate builds from the pool, and
+    # no reading of the intra edits' change (its probe is fit on the pool's films): PairAug's ranking.
+    repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"prune": {"inter_tau": -0.5, "intra_rank": "scores"}}))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["pretrain"]["mixes"].pop("pool_real")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
