@@ -75,9 +75,11 @@ def ran(output: str) -> set[str]:
 
 def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     # τ = -0.5: the tiny untrained scorer's cosines sit near 0, so most alignment pairs are kept.
-    # The world below has no public pool: no `pool_real` mix, whose manifest validate builds from the pool, and
-    # no reading of the intra edits' change (its probe is fit on the pool's films): PairAug's ranking.
-    repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"prune": {"inter_tau": -0.5, "intra_rank": "scores"}}))
+    # The world below has a stand-in pool (its own real films): no `pool_real` mix, and PairAug's ranking of the
+    # intra edits rather than one by their read change, with a λ that keeps the intra pairs of these random
+    # images (validate requires every branch to keep a pair).
+    repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"prune": {"inter_tau": -0.5, "intra_rank": "scores",
+                                                                           "intra_lambda": 1.0}}))
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["pretrain"]["mixes"].pop("pool_real")
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -90,6 +92,8 @@ def test_prune_and_validate_through_dvc(tmp_path: Path) -> None:
     # intra-sweep (upstream of intra-generate) reads IntraAug rewrites of valid reports: any will do here
     shutil.copy(repo / "data/rewritten/intra.parquet", repo / "data/rewritten/intra_valid.parquet")
     redraw_generated(repo)
+    # validate's judge reads the kept intra pairs' change with a probe fit on the pool: the real films stand in
+    shutil.copytree(repo / "data/prepared", repo / "data/pool")
     make_scorer(repo / "models" / "scorer", [NORMAL, CARDIO, EFFUSION, WORSE] + [r[2][0] for r in REWRITES.values()])
     fabricate_outputs(repo, stages, upstream)
     dvc(repo, "commit", "-f", *upstream)
