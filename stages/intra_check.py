@@ -35,7 +35,8 @@ def main() -> None:
                  "%s (kept %s), cos(f(x'), f(x)) %.3f (kept %.3f, unrelated %.3f); inversion PSNR at the edit's "
                  "guidance %.1f dB (plain DDIM %.1f)",
                  every["changed_mean_auc"], metrics["kept"], kept["changed_mean_auc"],
-                 every["changed_source_film_mean_auc"], _share(every["changed_read"]), _share(kept["changed_read"]), metrics["patient"]["edited_vs_source_film"],
+                 every["changed_source_film_mean_auc"], _share(every["changed_read"]), _share(kept["changed_read"]),
+                 metrics["patient"]["edited_vs_source_film"],
                  metrics["patient"]["kept_edited_vs_source_film"], metrics["patient"]["fresh_vs_random_film"],
                  metrics["inversion"]["psnr_guidance_edit"], metrics["inversion"]["psnr_guidance_edit_ddim"])
 

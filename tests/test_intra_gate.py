@@ -20,7 +20,7 @@ import pytest
 from pairaug.data.phantom import iter_studies, render
 from pairaug.data.report_text import Finding, write_report
 from pairaug.data.schema import LABELS, pairs_frame
-from pairaug.errors import QualityGateError
+from pairaug.errors import InputError, QualityGateError
 from pairaug.io import save_png, sha256_file
 from pairaug.measurement.edit_readout import fit_readout_probe, reader_half
 from pairaug.prune import change_reads
@@ -148,3 +148,12 @@ def test_the_select_and_judge_readers_are_fit_on_disjoint_patients():
     select, judge = reader_half(patients, "select"), reader_half(patients, "judge")
     assert not (select & judge).any() and (select | judge).all()
     assert 150 < select.sum() < 250  # about half each
+
+
+def test_a_reader_with_no_films_in_its_half_is_a_clear_error(tmp_path):
+    """A pool of one patient leaves one reader's half empty: a one-line error naming the file, no traceback."""
+    study = next(iter(iter_studies(0, "train", 1, population="pool")))
+    _write_films(tmp_path, [study])
+    empty = "judge" if reader_half(pd.Series([study.patient_id]), "select")[0] else "select"
+    with pytest.raises(InputError, match=rf"no films to fit the {empty} probe on.*pairs.parquet"):
+        fit_readout_probe(tmp_path / "pairs.parquet", reader=empty)

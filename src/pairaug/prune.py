@@ -16,7 +16,7 @@ Branches and their scores (all cosines between the scorer's embeddings, `f_img` 
   `intra.candidates` edits; of those that pass, the `prune.intra_per_report` best are kept (the others:
   reason "outranked"): by S1 + S2 + S3 (PairAug's ranking), or with `prune.intra_rank: change` by
   `change_read` first. The scorer's cosines barely see whether x' draws the change (on the default run
-  S2 correlates −0.45 with it), so `change_read` reads it: the share of the findings y' changed that the
+  S2 correlates about −0.5 with it), so `change_read` reads it: the share of the findings y' changed that the
   `select` pixel probe (fit on half of the public pool's patients, measurement/edit_readout.py) reads in
   x' as y' states them; with `prune.intra_min_change_read` a candidate below it is not kept.
 

@@ -310,7 +310,8 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
       mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn from
       fresh noise, as InterAug draws its images (an unrelated image of the same kind).
     - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
-      the films being edited; the `judge` half of its patients, not the half prune selected with) reads x' (measurement/edit_readout.py): changed-finding AUC per label
+      the films being edited; the `judge` half of its patients, not the half prune selected with) reads
+      x' (measurement/edit_readout.py): changed-finding AUC per label
       (pairs whose label differs between y and y'; near 0 for x itself, above 0.5 where x' shows y''s
       finding), unchanged-finding AUC, the same probe on x (the no-edit baseline), and changed_read: the
       mean share of a pair's changed findings read in x' as y' states them (per pair, so defined for every

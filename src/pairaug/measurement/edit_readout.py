@@ -4,8 +4,9 @@ The probe (measurement/pixel_probe.py) is trained on real films that are never e
 pool), so it judges the edits fairly. Two probes are fit on disjoint halves of the pool's patients: the
 `select` reader, which prune picks IntraAug candidates with (and intra-sweep chooses settings with), and
 the `judge`, which measures the kept edits (intra-check) and states the gate (validate). A pair picked
-because one reader saw its change is then read by another that never saw those films. For each label, pairs whose label differs between the source
-report y and the new report y' are "changed": the probe's scores of x' should rank the pairs where y'
+because one reader saw its change is then read by another that never saw those films.
+
+For each label, pairs whose label differs between the source report y and the new report y' are "changed": the probe's scores of x' should rank the pairs where y'
 has the finding above those where it has not (changed-finding AUC; the source film x itself scores
 near 0 there, since it shows y's finding). Pairs whose label did not change should keep reading as y
 does (unchanged-finding AUC). Per pair, `reads_new` gives the share of the changed findings that the
@@ -22,6 +23,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from pairaug.data.schema import LABELS, read_pairs
+from pairaug.errors import InputError
 from pairaug.io import stable_hash
 from pairaug.measurement.images import load_split_images
 from pairaug.measurement.pixel_probe import PixelProbe, mean_auc
@@ -51,6 +53,9 @@ def fit_readout_probe(probe_films: str | Path, reader: str | None = None) -> tup
     films = read_pairs(probe_films)
     if reader is not None:
         films = films[reader_half(films["patient_id"], reader)].reset_index(drop=True)
+    if films.empty:
+        raise InputError(f"no films to fit the {reader or 'edit'} probe on (it needs the pool's real films"
+                         f"{'; half of its patients' if reader else ''})", file=probe_films)
     labels = [lb for lb in LABELS if lb in films.columns and 0 < positives(films, lb).sum() < len(films)]
     images = load_split_images(films, probe_films.parent).numpy()
     targets = {lb: positives(films, lb) for lb in labels}
