@@ -10,7 +10,7 @@ from pairaug.generate.inter import SamplingConfig
 from pairaug.generate.run import generate_fresh
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
-from pairaug.params import load_params, section
+from pairaug.params import load_params, replicates, section
 from pairaug.stage import run_stage
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     cfg = section(SamplingConfig, params, "generate")
     relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: each rank takes chunk k ≡ rank
     with process_group(Ranks.from_env()) as ranks:
-        generate_fresh(branch, cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
+        generate_fresh(branch, cfg, params.get("seed", 0), replicates(params), prepared="data/prepared/pairs.parquet",
                        rewritten_dir="data/rewritten", generator_dir="models/generator",
                        out_dir=f"data/synthetic/{branch}", work_root="data/.work", ranks=ranks)
 

@@ -5,7 +5,7 @@ from pairaug.generate.intra import IntraConfig, generate_intra
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
-from pairaug.params import load_params, section
+from pairaug.params import load_params, replicates, section
 from pairaug.stage import run_stage
 
 
@@ -14,7 +14,7 @@ def main() -> None:
     cfg = section(IntraConfig, params, "intra").resolved(chosen_setting("metrics/intra_sweep.json"))
     relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: each rank takes chunk k ≡ rank
     with process_group(Ranks.from_env()) as ranks:
-        generate_intra(cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
+        generate_intra(cfg, params.get("seed", 0), replicates(params), prepared="data/prepared/pairs.parquet",
                        rewritten="data/rewritten/intra.parquet", generator_dir="models/generator",
                        out_dir="data/synthetic/intra", work_root="data/.work", ranks=ranks)
 

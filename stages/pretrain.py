@@ -8,7 +8,7 @@ import sys
 from pairaug.errors import ParamError
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
-from pairaug.params import load_params, section
+from pairaug.params import load_params, replicates, section
 from pairaug.stage import run_stage
 from pairaug.tracking.runs import PretrainRuns
 from pairaug.tracking.store import TrackingConfig
@@ -28,7 +28,7 @@ def main() -> None:
         runs = PretrainRuns(mix, tracking) if ranks.is_main else None
         try:
             pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated",
-                         f"models/vlp/{mix}", ranks, hooks=runs)
+                         f"models/vlp/{mix}", ranks, hooks=runs, replicates=replicates(params))
         except BaseException as e:
             if runs:
                 runs.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")

@@ -3,7 +3,7 @@ and keep the aligned ones → data/pruned/{candidates,pairs}.parquet, metrics/pr
 
 from pairaug.io import write_json
 from pairaug.models.scorer import load_scorer
-from pairaug.params import load_params, section
+from pairaug.params import load_params, replicates, section
 from pairaug.prune import PruneConfig, plot_scores, prune
 from pairaug.stage import run_stage
 
@@ -12,7 +12,8 @@ def main() -> None:
     params = load_params()
     cfg = section(PruneConfig, params, "prune")
     scorer = load_scorer("models/scorer", batch_size=cfg.batch_size)
-    candidates, metrics = prune(cfg, scorer, "data/pruned", seed=params.get("seed", 0))
+    candidates, metrics = prune(cfg, scorer, "data/pruned", seed=params.get("seed", 0),
+                                 replicates=replicates(params))
     write_json("metrics/prune.json", metrics)
     plot_scores(candidates, "metrics/prune_scores.png")
 

@@ -6,7 +6,7 @@ writes the run's datasheet, metrics/datasheet.{md,json}.
 """
 
 from pairaug.data.mixes import read_mixes
-from pairaug.params import load_params, section
+from pairaug.params import load_params, replicates, section
 from pairaug.quality.datasheet import DatasheetSources
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.validate import validate_pairs
@@ -21,7 +21,8 @@ def main() -> None:
     overrides = ((params.get("rewrite") or {}).get("prompts")) or {}
     prompts = {task: {"text": (p := get_prompt(task, overrides)).text, "sha": p.sha} for task in TASKS}
     # One manifest per mix of `pretrain.mixes` (the only pretrain key dvc.yaml declares here).
-    validate_pairs(cfg, mixes=read_mixes(params), datasheet=DatasheetSources(prompts=prompts))
+    validate_pairs(cfg, mixes=read_mixes(params), datasheet=DatasheetSources(prompts=prompts),
+                   replicates=replicates(params))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ TINY_PARAMS: dict = {
     "validate": {"min_change_read": 0.0},
     # Five of the eight mixes: both controls, the real-only baseline, a single branch and the full method
     # (each mix is two stages; the others train the same code on other manifests).
-    "pretrain": {"seeds": [0], "arch": {"vision_layers": 1, "text_layers": 1},
-                 "train": {"steps": 6, "batch_size": 32, "select_every": 3},
+    "replicates": [0],
+    # The budget rule at tiny counts: a pass over each mix's pairs, 6 steps at least, 9 at most.
+    "pretrain": {"arch": {"vision_layers": 1, "text_layers": 1},
+                 "train": {"epochs": 1, "min_steps": 6, "max_steps": 9, "batch_size": 32, "select_every": 3},
                  "mixes": Exactly({"none": [], "real_dup": ["real_dup"], "intra": ["intra"],
                                    "pairaug": ["inter", "intra"], "pool_real": ["pool_real"]})},
     "evaluate": {"probe_draws": 1},

@@ -79,8 +79,8 @@ def test_ddp_pretrain_stage_writes_and_logs_once(tiny_repo, tmp_path):
     proc = run([sys.executable, "stages/pretrain.py", "none"], repo)
     assert "launching 2 processes" in proc.stderr
     assert (repo / "models" / "vlp" / "none" / "seed-0" / "model.safetensors").exists()
-    seeds = yaml.safe_load((repo / "params.yaml").read_text())["pretrain"]["seeds"]
-    assert mlflow_runs(repo, "none") == runs_before + len(seeds)  # one run per seed: rank 0 alone logged
+    seeds = yaml.safe_load((repo / "params.yaml").read_text())["replicates"]
+    assert mlflow_runs(repo, "none") == runs_before + len(seeds)  # one run per replicate: rank 0 alone logged
 
 
 def mlflow_runs(repo: Path, mix: str) -> int:

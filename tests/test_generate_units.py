@@ -104,6 +104,18 @@ def test_ids_are_a_pure_function_of_what_makes_the_image():
         assert not set(other["pair_id"]) & set(base["pair_id"])
 
 
+def test_each_replicate_draws_its_own_image_of_every_report():
+    """Replicates: every report once per replicate seed, report by report; a replicate's ids (and so its noise)
+    do not depend on which other replicates run, and no two replicates share one."""
+    sources = pd.DataFrame({"source_pair_id": [f"p{i}" for i in range(4)], "report": [report(i) for i in range(4)]})
+    both = plan("inter", sources, 0, "gensha", CFG, (0, 5))
+    assert list(both["replicate"]) == [0, 5] * 4 and list(both["source_pair_id"]) == [f"p{i}" for i in range(4) for _ in "ab"]
+    assert both["pair_id"].is_unique and both["seed"].is_unique
+    for rep in (0, 5):
+        alone = plan("inter", sources, 0, "gensha", CFG, (rep,))
+        assert alone.reset_index(drop=True).equals(both[both["replicate"] == rep].reset_index(drop=True))
+
+
 # ------------------------------------------------------------------------------------------ outputs
 
 def test_same_params_and_seed_give_byte_identical_outputs(inputs, tmp_path):

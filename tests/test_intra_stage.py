@@ -183,6 +183,32 @@ def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path
 # ----------------------------------------------------------------------------------------- errors
 
 
+def test_replicates_share_the_inversion_edit_and_draw_their_own_candidates(tmp_path):
+    """Two replicates: candidate 0 starts from the film's inversion (nothing drawn), so its edit is the same
+    pixels in both; candidate 1 mixes in the replicate's own noise, so it differs between them. Each
+    replicate alone gives exactly its rows of the joint run."""
+    prepared, rewritten = write_inputs(tmp_path, n=4)
+    generator = tiny_generator(tmp_path / "generator", size=16)
+    cfg = IntraConfig(steps=3, batch_size=8, init="inversion", **EDIT)
+
+    def gen(reps, name):
+        return generate_intra(cfg, 0, reps, prepared=prepared, rewritten=rewritten, generator_dir=generator,
+                              out_dir=tmp_path / name, work_root=tmp_path / "work")
+
+    both = gen((0, 1), "both")
+    assert len(both) == 4 * 2 * cfg.candidates and both["pair_id"].is_unique
+    film = {pid: load_gray(tmp_path / "both" / rel).tobytes() for pid, rel in zip(both["pair_id"], both["image"])}
+    for _, group in both.groupby("source_pair_id"):
+        by = {(r.replicate, r.candidate): film[r.pair_id] for r in group.itertuples()}
+        assert by[(0, 0)] == by[(1, 0)]
+        assert by[(0, 1)] != by[(1, 1)]
+    one = gen((1,), "one").set_index("pair_id")
+    rep1 = both[both["replicate"] == 1].set_index("pair_id")
+    assert sorted(one.index) == sorted(rep1.index)
+    for pid in one.index:
+        assert load_gray(tmp_path / "one" / one.at[pid, "image"]).tobytes() == film[pid]
+
+
 def test_a_report_of_an_unknown_film_names_file_row_and_field(tmp_path):
     prepared, rewritten = write_inputs(tmp_path)
     frame = pd.read_parquet(rewritten)

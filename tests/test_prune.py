@@ -109,7 +109,7 @@ def make_world(root: Path) -> dict:
             text = report if branch == "image_only" else REWRITES[report][0 if branch == "inter" else 1][0]
             sid = stable_hash(branch, pid, text)
             rel = f"images/{sid}.png"
-            row = {"pair_id": sid, "branch": branch, "source_pair_id": pid, "report": text, "image": rel,
+            row = {"pair_id": sid, "branch": branch, "replicate": 0, "source_pair_id": pid, "report": text, "image": rel,
                    "image_sha256": _png(folder / rel, 100 + 10 * b + j), "seed": j, "generator_sha": "g",
                    "steps": 3, "guidance": 3.5, "eta": 0.5 if branch == "intra" else np.nan,
                    "inversion": False}
@@ -238,7 +238,7 @@ def test_candidates_cover_every_branch(world: Path) -> None:
     assert counts == {"inter": 4, "intra": 4, "image_only": 4, "paraphrase": 4}  # skipped rewrites are not candidates
     para = cands[cands["branch"] == "paraphrase"].iloc[0]
     # The text-only baseline: the real train image, the paraphrased report, a stable id.
-    assert para["pair_id"] == stable_hash("paraphrase", para["source_pair_id"], para["report"])
+    assert para["pair_id"] == stable_hash("paraphrase", para["source_pair_id"], para["report"], int(para["replicate"]))
     assert para["image_abs"] == para["real_image"]
     assert para["image_sha256"] == sha256_file(para["image_abs"])
     inter = cands[cands["branch"] == "inter"].set_index("source_pair_id")

@@ -9,6 +9,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
+from scipy.stats import t as student_t
 from sklearn.metrics import roc_auc_score
 
 from pairaug.errors import InputError, ParamError
@@ -79,8 +81,9 @@ def scores_table(per_seed: dict[str, dict[str, np.ndarray]], y: dict[str, np.nda
 
 
 def test_bootstrap_ci_matches_a_hand_computation():
-    """Two seeds, two competition labels, six patients: the CI is the percentile interval of, per
-    resample, the mean over labels of the mean over seeds of the plain AUC of the expanded sample."""
+    """Two replicates, two competition labels, six patients: the CI is the percentile interval of, per
+    resample, the mean over labels of the two-level mean — the replicates drawn with replacement, their
+    deviations scaled to Student's t — of the plain AUC of the expanded sample."""
     rng = np.random.default_rng(5)
     patient = np.array([0, 0, 1, 2, 2, 2, 3, 4, 5, 5])
     y = {"Edema": np.array([1, 0, 0, 1, 1, 0, 0, 1, 0, 1]), "Cardiomegaly": np.array([0, 0, 1, 1, 0, 0, 1, 0, 1, 1])}
@@ -88,22 +91,55 @@ def test_bootstrap_ci_matches_a_hand_computation():
     cfg = ReportConfig(bootstrap_resamples=300, ci=0.9)
     out = ablation({"none": scores_table(per_seed, y, patient)}, cfg, seed=11)
 
-    counts = patient_resamples(6, 300, np.random.default_rng(11))  # patients sorted by id: pat00 … pat05
-    by_resample = np.array([[np.mean([expanded_auc(per_seed[s][label], y[label], patient, row) for s in per_seed])
-                             for label in y] for row in counts])  # (resamples, labels)
+    draw = np.random.default_rng(11)
+    counts = patient_resamples(6, 300, draw)  # patients sorted by id: pat00 … pat05
+    picks = draw.multinomial(2, [0.5, 0.5], size=300)  # how often each replicate is drawn
+    k = np.sqrt(2) * student_t.ppf(0.95, 1) / norm.ppf(0.95)
+    aucs = np.array([[[expanded_auc(per_seed[s][label], y[label], patient, row) for s in per_seed]
+                      for label in y] for row in counts])  # (resamples, labels, replicates)
+    mean = aucs.mean(axis=2, keepdims=True)
+    by_resample = (mean[..., 0] + k * ((picks[:, None, :] / 2 - 0.5) * (aucs - mean)).sum(axis=2))
     means = by_resample.mean(axis=1)
     assert np.isnan(means).any()  # undefined resamples are left out, not counted as 0 or 0.5
     lo, hi = np.quantile(means[~np.isnan(means)], [0.05, 0.95])
     zs = out["table"]["none"]["zeroshot"]
-    assert zs["mean"]["ci"] == pytest.approx([lo, hi], abs=1e-12)
+    assert zs["mean"]["ci"] == pytest.approx([max(0.0, lo), min(1.0, hi)], abs=1e-12)  # an AUC's range
     assert zs["mean"]["resamples"] == int((~np.isnan(means)).sum())
     full = np.mean([[roc_auc_score(y[label], per_seed[s][label]) for s in per_seed] for label in y])
     assert zs["mean"]["auc"] == pytest.approx(full, abs=1e-12)
     edema = by_resample[:, 0]
-    assert zs["labels"]["Edema"]["ci"] == pytest.approx(list(np.quantile(edema[~np.isnan(edema)], [0.05, 0.95])),
-                                                        abs=1e-12)
+    lo, hi = np.quantile(edema[~np.isnan(edema)], [0.05, 0.95])
+    assert zs["labels"]["Edema"]["ci"] == pytest.approx([max(0.0, lo), min(1.0, hi)], abs=1e-12)
     seed_means = [np.mean([roc_auc_score(y[label], per_seed[s][label]) for label in y]) for s in per_seed]
-    assert zs["mean"]["seed_sd"] == pytest.approx(np.std(seed_means, ddof=1), abs=1e-12)
+    assert zs["mean"]["replicate_sd"] == pytest.approx(np.std(seed_means, ddof=1), abs=1e-12)
+
+
+def _replicates_case(spread: float, n_replicates: int = 4) -> dict:
+    """One mix whose replicates score the same patients; replicate r adds r * spread to its positives."""
+    patient, y, score = _clustered_case(60, 1.0, 3)
+    reps = {str(r): {"Edema": score["Edema"] + r * spread * y["Edema"]} for r in range(n_replicates)}
+    single = ablation({"none": scores_table({"0": score}, y, patient)}, ReportConfig(bootstrap_resamples=400), seed=0)
+    many = ablation({"none": scores_table(reps, y, patient)}, ReportConfig(bootstrap_resamples=400), seed=0)
+    return {"single": single["table"]["none"]["zeroshot"]["mean"], "many": many["table"]["none"]["zeroshot"]["mean"]}
+
+
+def test_replicates_that_agree_leave_the_interval_to_the_patients():
+    """Replicates with identical scores add nothing: the CI is the test-patient CI of one model."""
+    out = _replicates_case(0.0)
+    assert out["many"]["ci"] == pytest.approx(out["single"]["ci"], abs=1e-12)
+    assert out["many"]["replicate_sd"] == 0.0
+
+
+def test_replicates_that_disagree_widen_the_interval():
+    """Replicates whose AUCs spread apart widen the CI beyond the patients' alone, by about Student's t of
+    their spread, and the interval still holds the replicate mean."""
+    out = _replicates_case(0.3)
+    single, many = out["single"]["ci"], out["many"]["ci"]
+    assert many[1] - many[0] > 1.2 * (single[1] - single[0])
+    assert many[0] < out["many"]["auc"] < many[1]
+    sd = out["many"]["replicate_sd"]
+    assert sd > 0.01
+    assert (many[1] - many[0]) / 2 > student_t.ppf(0.975, 3) * sd / 2 * 0.8  # ≈ t_3 · sd / √4 or wider
 
 
 def _clustered_case(n_patients: int, signal: float, seed: int) -> tuple[np.ndarray, dict, dict]:
@@ -207,7 +243,8 @@ def test_report_compares_baselines_only_and_is_byte_identical_on_rerun(tmp_path)
         assert [rows[(measure, b)]["p_holm"] for b in ("none", "text_only")] == pytest.approx(holm(ps))
     md = first[1].decode()
     assert "| `pool_real` (reference) |" in md and "Not evaluated (no scores): `intra`, `inter`." in md
-    assert "then the mean over seeds" in md and "| probe 10% | `none` |" in md
+    assert "What the interval covers: each CI resamples, together, the replicates" in md
+    assert "| probe 10% | `none` |" in md
     assert "| zeroshot | `none` |" in md and "PairAug beats" in md
 
 

@@ -76,7 +76,7 @@ def test_pretrain_run_is_live_while_training_and_spans_it(fresh_repo: Path, tmp_
     repo = fresh_repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
     train = params["pretrain"]["train"]
-    assert (train["steps"], train["select_every"], params["pretrain"]["seeds"]) == (6, 3, [0])  # evals at 3, 6
+    assert (train["min_steps"], train["select_every"], params["replicates"]) == (6, 3, [0])  # none: evals at 3, 6
     run([sys.executable, "stages/prepare.py"], repo)
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -99,7 +99,7 @@ def test_pretrain_run_is_live_while_training_and_spans_it(fresh_repo: Path, tmp_
         (live,) = client.search_runs([exp.experiment_id])
         assert live.info.status == "RUNNING" and live.info.end_time is None
         assert live.data.tags["mix"] == "none" and live.data.tags["seed"] == "0"
-        assert live.data.params["pretrain.train.steps"] == "6"  # params are there from the start
+        assert live.data.params["pretrain.train.min_steps"] == "6"  # params are there from the start
         assert [m.step for m in client.get_metric_history(live.info.run_id, "train_loss")] == [3]
         assert [m.step for m in client.get_metric_history(live.info.run_id, "valid_score")] == [3]
         assert not (repo / "models" / "vlp" / "none").exists()  # the stage's outputs are not written yet

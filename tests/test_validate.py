@@ -237,7 +237,7 @@ CASES = {
     "tampered hash": (tampered_image, "expect_column_values_to_be_in_set(sha256_matches in [True])"),
     "kept pair under threshold": (edit_pairs(under_threshold),
                                   "expect_column_pair_values_a_to_be_greater_than_b(s_a > tau where branch != 'intra' and review != 'accept')"),
-    "missing column": (edit_pairs(missing_column), "expect_table_columns_to_match_set(columns include 31 required): "
+    "missing column": (edit_pairs(missing_column), "expect_table_columns_to_match_set(columns include 32 required): "
                                                    "observed missing ['image_sha256']"),
 }
 # The other rules, broken together on distinct rows (one GX run): exactly these must fail.

@@ -93,11 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions():
     """Subcommands contributed by other concerns (rewrite preview, audit, ui, review): a list of register functions."""
     from pairaug.report.cli import register as register_curve
+    from pairaug.report.cli import register_replicate
     from pairaug.review.cli import register as register_review
     from pairaug.rewrite.cli import register as register_rewrite
     from pairaug.tracking.cli import register as register_tracking  # audit, ui, model
 
-    return [register_rewrite, register_tracking, register_curve, register_review]
+    return [register_rewrite, register_tracking, register_curve, register_replicate, register_review]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

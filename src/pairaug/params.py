@@ -24,7 +24,7 @@ T = TypeVar("T")
 # by `load_params` for every stage and CLI; `section` only reads names from it, and a test keeps it equal
 # to params.yaml's keys and to what dvc.yaml declares.
 SECTIONS: tuple[str, ...] = (
-    "seed", "launch", "data", "pool", "rewrite", "scorer", "generator", "generate", "intra", "prune", "privacy",
+    "seed", "replicates", "launch", "data", "pool", "rewrite", "scorer", "generator", "generate", "intra", "prune", "privacy",
     "validate", "pretrain", "tracking", "evaluate", "report",
 )
 
@@ -45,6 +45,20 @@ def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
             hint = f"did you mean '{near[0]}'? " if near else ""
             raise ParamError(str(key), f"unknown section ({hint}known: {', '.join(SECTIONS)})")
     return data
+
+
+def replicates(params: dict[str, Any]) -> list[int]:
+    """The replicate seeds (`replicates`): everything the method draws is drawn once per entry, on the same
+    data and priors (`seed`); a distinct non-negative integer each, at least one."""
+    value = params.get("replicates", [0])
+    if not isinstance(value, list) or not value:
+        raise ParamError("replicates", f"must be a non-empty list of integers, got {value!r}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ParamError("replicates", f"must hold non-negative integers, got {v!r}")
+    if len(set(value)) != len(value):
+        raise ParamError("replicates", f"lists a seed twice: {value!r}")
+    return list(value)
 
 
 def section(cls: type[T], params: dict[str, Any], name: str) -> T:

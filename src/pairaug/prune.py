@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from pairaug.data.decisions import DECISIONS_FILE, read_decisions
 from pairaug.data.images import load_gray
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
-from pairaug.io import atomic_path, sha256_file, stable_hash, write_parquet
+from pairaug.io import atomic_path, seed_from, sha256_file, stable_hash, write_parquet
 from pairaug.measurement.edit_readout import fit_readout_probe, reads_new
 from pairaug.models.scorer import Scorer
 from pairaug.params import in_range, positive
@@ -64,7 +65,7 @@ THRESHOLDS: tuple[str, ...] = ("tau", "thr_s1", "thr_s2", "thr_s3")  # the thres
 TEXT_COLUMNS: tuple[str, ...] = ("pair_id", "branch", "source_pair_id", "patient_id", "report", "source_report",
                                  "image", "image_sha256")
 # change_read: intra only, the select probe's reading of the change (NaN: no readable finding changed)
-PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, *SCORES, *THRESHOLDS, "change_read", *LABELS,
+PAIR_COLUMNS: tuple[str, ...] = (*TEXT_COLUMNS, "replicate", *SCORES, *THRESHOLDS, "change_read", *LABELS,
                                  "review")  # review: the decision applied
 CANDIDATE_COLUMNS: tuple[str, ...] = (*PAIR_COLUMNS, "kept", "reason")
 INTRA_RANKS: tuple[str, ...] = ("scores", "change")
@@ -246,8 +247,10 @@ def _abs(path: str | Path) -> str:
     return os.path.abspath(path)
 
 
-def load_candidates(sources: Sources) -> pd.DataFrame:
-    """Every candidate of every branch: ids, texts, absolute image paths (`image_abs`, `real_image`), labels."""
+def load_candidates(sources: Sources, replicates: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Every candidate of every branch and replicate: ids, texts, absolute image paths (`image_abs`,
+    `real_image`), labels. Generated branches carry their replicate; each replicate has its own copy of
+    the paraphrase pairs (the rewrite draws nothing per replicate, pruning's τ does)."""
     real = read_pairs(sources.prepared)
     real_root = sources.prepared.parent
     real = real.assign(real_image=[_abs(real_root / p) for p in real["image"]]).set_index("pair_id")
@@ -255,7 +258,16 @@ def load_candidates(sources: Sources) -> pd.DataFrame:
     for branch in SYNTHETIC_BRANCHES:
         path = sources.synthetic_dir / branch / "manifest.parquet"
         man = read_manifest(path, branch)
+        if "replicate" not in man.columns:
+            raise InputError("missing required column 'replicate' (rerun the generate stage)", file=path,
+                             field="replicate")
+        other = ~man["replicate"].isin(list(replicates))
+        if other.any():
+            row = int(np.flatnonzero(other)[0])
+            raise InputError(f"replicate {man['replicate'].iloc[row]} is not in `replicates` {list(replicates)} "
+                             "(rerun the generate stage)", file=path, row=row, field="replicate")
         df = pd.DataFrame({"pair_id": man["pair_id"].astype(str), "branch": branch,
+                           "replicate": man["replicate"].astype("int64"),
                            "source_pair_id": man["source_pair_id"].astype(str), "report": man["report"].astype(str),
                            "image_abs": [_abs(path.parent / p) for p in man["image"]],
                            "image_sha256": man["image_sha256"].astype(str)})
@@ -269,8 +281,10 @@ def load_candidates(sources: Sources) -> pd.DataFrame:
     # The text-only baseline: the real train image with its paraphrased report.
     para_file = sources.rewritten_dir / "paraphrase.parquet"
     para = read_rewritten_labels(para_file)
-    para = para.assign(branch="paraphrase",
-                       pair_id=[stable_hash("paraphrase", s, r) for s, r in zip(para["source_pair_id"], para["report"])])
+    para = pd.concat([para.assign(branch="paraphrase", replicate=rep,
+                                  pair_id=[stable_hash("paraphrase", s, r, rep)
+                                           for s, r in zip(para["source_pair_id"], para["report"])])
+                      for rep in replicates], ignore_index=True)
     para = _attach_source(para, real, para_file)
     para["image_abs"] = para["real_image"]
     shas = {p: sha256_file(p) for p in sorted(set(para["image_abs"]))}
@@ -441,12 +455,13 @@ def finalize(scored: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
         df["change_read"] = np.nan
     base = _abs(out_dir)
     df["image"] = [Path(os.path.relpath(p, base)).as_posix() for p in df["image_abs"]]
-    df = df.sort_values(["branch", "pair_id"], key=_branch_order).reset_index(drop=True)
+    df = df.sort_values(["branch", "replicate", "pair_id"], key=_branch_order).reset_index(drop=True)
     df = df[list(CANDIDATE_COLUMNS)]
     for col in (*TEXT_COLUMNS, "reason", "review"):
         df[col] = df[col].astype(str)
     for col in (*SCORES, *THRESHOLDS, "change_read"):
         df[col] = df[col].astype("float64")
+    df["replicate"] = df["replicate"].astype("int64")
     df["kept"] = df["kept"].astype(bool)
     return df
 
@@ -468,7 +483,8 @@ def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict, review: dic
         sub = candidates[candidates["branch"] == branch]
         row: dict = {"total": len(sub), "kept": int(sub["kept"].sum()),
                      "kept_fraction": round(float(sub["kept"].mean()), 4) if len(sub) else None,
-                     "rejected_in_review": int((sub["review"] == "reject").sum())}
+                     "rejected_in_review": int((sub["review"] == "reject").sum()),
+                     "kept_per_replicate": {str(r): int(k) for r, k in sub.groupby("replicate")["kept"].sum().items()}}
         scores = ("s_a",) if branch in ALIGNMENT_BRANCHES else ("s1", "s2", "s3", "change_read")
         for score in scores:
             row[f"{score}_mean"] = _round(sub[score].mean())
@@ -477,7 +493,7 @@ def summarize(candidates: pd.DataFrame, cfg: PruneConfig, tau: dict, review: dic
             row["tau"] = _round(tau["tau"])
         else:
             for score in scores[:3]:
-                row[f"thr_{score}"] = _round(sub[f"thr_{score}"].iloc[0]) if len(sub) else None
+                row[f"thr_{score}"] = _round(sub[f"thr_{score}"].mean()) if len(sub) else None  # over replicates
         out["branches"][branch] = row
     out["total"] = len(candidates)
     out["kept"] = int(candidates["kept"].sum())
@@ -506,7 +522,7 @@ def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
             ax.hist(sub["s_a"], bins=bins, histtype="step", label=f"{branch} ({int(sub['kept'].sum())}/{len(sub)} kept)")
     tau = candidates["tau"].dropna()
     if len(tau):
-        ax.axvline(tau.iloc[0], color="k", ls="--", label=f"τ = {tau.iloc[0]:.3f}")
+        ax.axvline(tau.mean(), color="k", ls="--", label=f"τ = {tau.mean():.3f}")
     ax.set_title("S_a = cos(image, report)")
     ax.legend(fontsize=7, loc="upper left")
     intra = candidates[candidates["branch"] == "intra"]
@@ -514,7 +530,7 @@ def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
     for ax, score in zip(axes[1:], ("s1", "s2", "s3")):
         if len(intra):
             ax.hist(intra[score], bins=bins, color="tab:purple", alpha=0.7)
-            thr = float(intra[f"thr_{score}"].iloc[0])
+            thr = float(intra[f"thr_{score}"].mean())
             ax.axvline(thr, color="k", ls="--", label=f"μ/s − λ = {thr:.3f}")
             ax.legend(fontsize=7, loc="upper left")
         ax.set_title(titles[score] + (f" ({int(intra['kept'].sum())}/{len(intra)} kept)" if score == "s1" else ""))
@@ -527,25 +543,24 @@ def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
 
 
 def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Sources | None = None,
-          progress: bool = True, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Write `out_dir/{candidates,pairs}.parquet` atomically; return (candidates, metrics)."""
+          progress: bool = True, seed: int = 0, replicates: Sequence[int] = (0,)) -> tuple[pd.DataFrame, dict]:
+    """Write `out_dir/{candidates,pairs}.parquet` atomically; return (candidates, metrics). Each replicate
+    is pruned on its own: its τ draw (the derangement), its intra means μ_k."""
     out_dir = Path(out_dir)
     sources = sources or Sources()
-    cands = load_candidates(sources)
+    cands = load_candidates(sources, replicates)
     review, review_info = review_decisions(cands, sources.decisions)  # a broken decisions file fails before scoring
-    if cfg.inter_tau is not None:
-        tau = {"tau": cfg.inter_tau, "source": "prune.inter_tau (fixed)"}
-    else:
-        real = read_pairs(sources.prepared)
-        valid = real[real["split"] == "valid"]
-        tau = calibrate_tau(scorer, [_abs(sources.prepared.parent / p) for p in valid["image"]],
-                            valid["report"].tolist(), cfg.inter_tau_quantile, seed, cfg.batch_size)
-    log.info("prune: τ = %.4f (%s)", tau["tau"], tau["source"])
+    taus = {rep: replicate_tau(cfg, scorer, sources, seed, rep) for rep in replicates}
+    log.info("prune: τ = %s (%s)", ", ".join(f"{t['tau']:.4f}" for t in taus.values()),
+             next(iter(taus.values()))["source"])
     log.info("prune: %d candidates (%s)", len(cands), ", ".join(
         f"{b} {int((cands['branch'] == b).sum())}" for b in BRANCHES))
     if cfg.intra_rank == "change" or cfg.intra_min_change_read is not None:
         cands["change_read"] = change_reads(cands, sources.prepared, sources.pool)
-    candidates = finalize(score_candidates(cands, scorer, cfg, tau["tau"], progress, review), out_dir)
+    scored = pd.concat([score_candidates(cands[cands["replicate"] == rep].reset_index(drop=True), scorer, cfg,
+                                         taus[rep]["tau"], progress, review) for rep in replicates],
+                       ignore_index=True)
+    candidates = finalize(scored, out_dir)
     pairs = candidates[candidates["kept"]].drop(columns=["kept", "reason"])
     log.info("prune: kept %s", ", ".join(f"{b} {int(candidates.loc[candidates['branch'] == b, 'kept'].sum())}/"
                                           f"{int((candidates['branch'] == b).sum())}" for b in BRANCHES))
@@ -553,4 +568,22 @@ def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Source
         tmp.mkdir(parents=True)
         write_parquet(candidates, tmp / "candidates.parquet")
         write_parquet(pairs, tmp / "pairs.parquet")
-    return candidates, summarize(candidates, cfg, tau, review_info)
+    return candidates, summarize(candidates, cfg, tau_summary(taus), review_info)
+
+
+def replicate_tau(cfg: PruneConfig, scorer: Scorer, sources: Sources, seed: int, replicate: int) -> dict:
+    """τ of one replicate: fixed by `prune.inter_tau`, or calibrated with the replicate's own derangement."""
+    if cfg.inter_tau is not None:
+        return {"tau": cfg.inter_tau, "source": "prune.inter_tau (fixed)"}
+    real = read_pairs(sources.prepared)
+    valid = real[real["split"] == "valid"]
+    return calibrate_tau(scorer, [_abs(sources.prepared.parent / p) for p in valid["image"]],
+                         valid["report"].tolist(), cfg.inter_tau_quantile, seed_from("prune-tau", seed, replicate),
+                         cfg.batch_size)
+
+
+def tau_summary(taus: dict[int, dict]) -> dict:
+    """metrics/prune.json `tau`: the mean over replicates of every figure, and each replicate's own."""
+    first = next(iter(taus.values()))
+    mean = {k: float(np.mean([t[k] for t in taus.values()])) if isinstance(v, float) else v for k, v in first.items()}
+    return {**mean, "per_replicate": {str(rep): t["tau"] for rep, t in taus.items()}}

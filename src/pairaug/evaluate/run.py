@@ -108,16 +108,18 @@ def load_splits(prepared: str | Path) -> dict[str, tuple[torch.Tensor, pd.DataFr
 
 def evaluate_mix(mix_dir: str | Path, cfg: EvaluateConfig, prepared: str | Path, seed: int
                  ) -> tuple[dict, list[dict], pd.DataFrame]:
-    """Evaluate every seed-<s>/ model under `mix_dir`: the results per seed with mean ± std over seeds,
-    the ROC rows, and the per-test-image scores table (`pairaug.measurement.scores`)."""
+    """Evaluate every seed-<r>/ model (one per replicate) under `mix_dir`: the results per replicate with
+    mean ± std over them, the ROC rows, and the per-test-image scores table (`pairaug.measurement.scores`)."""
     splits = load_splits(prepared)
     size = int(splits["test"][0].shape[-1])  # label sets get the prepared images' size
     label_sets = {name: load_label_set(set_cfg, size) for name, set_cfg in cfg.label_sets.items()}
     per_seed, roc, scores = {}, [], []
     for folder in sorted(Path(mix_dir).glob("seed-*")):
         model_seed = folder.name.removeprefix("seed-")
-        result, rows, seed_scores = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits, seed,
-                                                   label_sets)
+        # The probe's draws of the small fractions are the replicate's own, as its training seed is.
+        probe_seed = seed * 1000 + int(model_seed) if model_seed.isdigit() else seed
+        result, rows, seed_scores = evaluate_model(VisionLanguageModel(folder, cfg.batch_size), cfg, splits,
+                                                   probe_seed, label_sets)
         per_seed[model_seed] = result
         roc += [{**r, "seed": model_seed} for r in rows]
         scores.append(seed_scores.assign(seed=model_seed)[SCORE_COLUMNS])

@@ -1,12 +1,14 @@
 """InterAug and image-only generation: one new image per report, from fresh per-pair noise.
 
 `inter`: the LLM's InterAug reports (new "patients"); `image_only` (a baseline): the original train
-reports. Each pair's seed comes from its id, so any pair regenerates identically; images are stored at
-the dataset's image size so real and synthetic pairs share one format.
+reports. Each replicate (`replicates`) draws its own image of every report; each pair's seed comes from
+its id (which hashes the replicate), so any pair regenerates identically; images are stored at the
+dataset's image size so real and synthetic pairs share one format.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,8 +26,8 @@ from pairaug.params import positive
 
 Branch = Literal["inter", "intra", "image_only"]
 
-MANIFEST_COLUMNS = ["pair_id", "branch", "source_pair_id", "report", "image", "image_sha256", "seed", "generator_sha",
-                    "steps", "guidance", "eta", "inversion"]
+MANIFEST_COLUMNS = ["pair_id", "branch", "replicate", "source_pair_id", "report", "image", "image_sha256", "seed",
+                    "generator_sha", "steps", "guidance", "eta", "inversion"]
 
 
 @dataclass
@@ -47,14 +49,17 @@ def generator_sha(folder: str | Path) -> str:
     return folder_sha(folder)
 
 
-def plan(branch: str, sources: pd.DataFrame, seed: int, gen_sha: str, cfg: SamplingConfig) -> pd.DataFrame:
-    """Items to generate: (pair_id, source_pair_id, report, seed); ids hash everything that makes the image."""
+def plan(branch: str, sources: pd.DataFrame, seed: int, gen_sha: str, cfg: SamplingConfig,
+         replicates: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Items to generate, report by report and a replicate each: (pair_id, replicate, source_pair_id, report,
+    seed); ids hash everything that makes the image, the replicate included."""
     rows = []
     for src, report in zip(sources["source_pair_id"], sources["report"]):
-        pair_id = stable_hash(branch, src, report, seed, gen_sha, cfg.steps, cfg.guidance, cfg.resolution)
-        rows.append({"pair_id": pair_id, "source_pair_id": src, "report": report,
-                     "seed": seed_from("noise", pair_id)})
-    return pd.DataFrame(rows, columns=["pair_id", "source_pair_id", "report", "seed"])
+        for rep in replicates:
+            pair_id = stable_hash(branch, src, report, seed, rep, gen_sha, cfg.steps, cfg.guidance, cfg.resolution)
+            rows.append({"pair_id": pair_id, "replicate": rep, "source_pair_id": src, "report": report,
+                         "seed": seed_from("noise", pair_id)})
+    return pd.DataFrame(rows, columns=["pair_id", "replicate", "source_pair_id", "report", "seed"])
 
 
 def make_inter_chunk(pipe: TextToImagePipeline, branch: str, cfg: SamplingConfig, stored_size: int, gen_sha: str):
@@ -68,7 +73,8 @@ def make_inter_chunk(pipe: TextToImagePipeline, branch: str, cfg: SamplingConfig
         for (_, item), pixels in zip(chunk.iterrows(), images):
             rel = f"images/{item['pair_id']}.png"
             files[rel] = pixels
-            rows.append({"pair_id": item["pair_id"], "branch": branch, "source_pair_id": item["source_pair_id"],
+            rows.append({"pair_id": item["pair_id"], "branch": branch, "replicate": int(item["replicate"]),
+                         "source_pair_id": item["source_pair_id"],
                          "report": item["report"], "image": rel, "seed": int(item["seed"]), "generator_sha": gen_sha,
                          "steps": cfg.steps, "guidance": cfg.guidance, "eta": np.nan, "inversion": False})
         return rows, files

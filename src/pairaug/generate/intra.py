@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -184,12 +185,24 @@ def edit_batch(pipe: TextToImagePipeline, cfg: IntraConfig, clean: np.ndarray, s
         mix = torch.tensor([0.0 if k == 0 else cfg.candidate_noise for k in candidates], dtype=inv.latents.dtype,
                            device=inv.latents.device).view(-1, *([1] * (inv.latents.dim() - 1)))
         latents = (1 - mix).sqrt() * inv.latents[row] + mix.sqrt() * noise.to(inv.latents)
+    # Candidate 0 of an inversion starts from the inversion itself, so its edit is the same in every
+    # replicate: each distinct (film, report, edit) is sampled once and copied to its rows.
+    if cfg.init == "inversion":
+        keys = [(r, clean[i].tobytes(), edit_reports[i], "inversion") if candidates[i] == 0 else i
+                for i, r in enumerate(source_reports)]
+    else:
+        keys = list(range(len(source_reports)))
+    first_of = {k: i for i, k in reversed(list(enumerate(keys)))}
+    todo = sorted(set(first_of.values()))
+    back = torch.tensor([todo.index(first_of[k]) for k in keys])
+    pick = torch.tensor(todo)
     blend = LocalBlend(cfg.blend_threshold, cfg.blend_start) if cfg.blend_threshold is not None else None
-    src_lat, edit_lat = edit_sample(pipe, source_reports, edit_reports, latents, steps=cfg.steps,
-                                    guidance=cfg.guidance, eta=cfg.eta, self_eta=cfg.self_eta,
-                                    self_max_positions=cfg.self_max_positions, start=start, reweight=cfg.reweight,
-                                    blend=blend, nulls=nulls)
-    return pipe.decode(src_lat), pipe.decode(edit_lat)
+    src_lat, edit_lat = edit_sample(pipe, [source_reports[i] for i in todo], [edit_reports[i] for i in todo],
+                                    latents[pick.to(latents.device)], steps=cfg.steps, guidance=cfg.guidance,
+                                    eta=cfg.eta, self_eta=cfg.self_eta, self_max_positions=cfg.self_max_positions,
+                                    start=start, reweight=cfg.reweight, blend=blend,
+                                    nulls=None if nulls is None else [n[pick.to(n.device)] for n in nulls])
+    return pipe.decode(src_lat)[back.numpy()], pipe.decode(edit_lat)[back.numpy()]
 
 
 def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: int, gen_sha: str,
@@ -213,7 +226,8 @@ def make_intra_chunk(pipe: TextToImagePipeline, cfg: IntraConfig, stored_size: i
             rel, src_rel = f"images/{item['pair_id']}.png", f"source/{item['pair_id']}.png"
             files[rel], files[src_rel] = pixels, src_pixels
             # seed: the pair's noise seed (the start with init noise), recorded in both modes
-            rows.append({"pair_id": item["pair_id"], "branch": "intra", "source_pair_id": item["source_pair_id"],
+            rows.append({"pair_id": item["pair_id"], "branch": "intra", "replicate": int(item["replicate"]),
+                         "source_pair_id": item["source_pair_id"],
                          "report": item["report"], "image": rel, "seed": int(item["seed"]), "generator_sha": gen_sha,
                          "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta,
                          "inversion": cfg.init == "inversion", "candidate": int(item["candidate"]),
@@ -236,30 +250,33 @@ def real_sources(prepared: str | Path, needed: pd.Series, rewritten: str | Path)
     return pairs
 
 
-def plan_candidates(edits: pd.DataFrame, seed: int, gen_sha: str, cfg: IntraConfig) -> pd.DataFrame:
-    """`cfg.candidates` items per IntraAug report, candidate 0 keeping the id a single edit had; each
-    candidate's id (and so its noise seed) hashes its index."""
-    first = plan("intra", edits, seed, gen_sha, cfg).assign(candidate=0)
+def plan_candidates(edits: pd.DataFrame, seed: int, gen_sha: str, cfg: IntraConfig,
+                    replicates: Sequence[int] = (0,)) -> pd.DataFrame:
+    """`cfg.candidates` items per IntraAug report and replicate, candidate 0 keeping the id a single edit had;
+    each candidate's id (and so its noise seed) hashes its index and replicate. Ordered report by report, so
+    the films a chunk inverts serve all of their report's candidates."""
+    first = plan("intra", edits, seed, gen_sha, cfg, replicates).assign(candidate=0)
     frames = [first]
     for k in range(1, cfg.candidates):
         ids = [stable_hash(pid, "candidate", k) for pid in first["pair_id"]]
         frames.append(first.assign(pair_id=ids, seed=[seed_from("noise", pid) for pid in ids], candidate=k))
-    items = pd.concat(frames, ignore_index=True).assign(_report=np.tile(np.arange(len(first)), cfg.candidates))
-    # report by report, its candidates together
-    return items.sort_values(["_report", "candidate"], kind="stable").drop(columns="_report").reset_index(drop=True)
+    report = np.tile(np.repeat(np.arange(len(edits)), len(replicates)), cfg.candidates)
+    items = pd.concat(frames, ignore_index=True).assign(_report=report)
+    return (items.sort_values(["_report", "replicate", "candidate"], kind="stable").drop(columns="_report")
+            .reset_index(drop=True))
 
 
 def intra_store(cfg: IntraConfig, seed: int, edits: pd.DataFrame, gen_sha: str, work_root: str | Path,
-                dtype: torch.dtype = torch.float32) -> ChunkStore:
+                dtype: torch.dtype = torch.float32, replicates: Sequence[int] = (0,)) -> ChunkStore:
     """The resumable chunks of this run, in a work folder keyed by the pairs and every image-shaping param
     (pair ids hash the reports, seed, generator and sampler; eta, init etc. are in the key only, so a
     changed edit setting never reuses chunks, while the per-pair noise stays the same across settings)."""
-    items = plan_candidates(edits, seed, gen_sha, cfg)
+    items = plan_candidates(edits, seed, gen_sha, cfg, replicates)
     key = stable_hash(items["pair_id"].tolist(), cfg.fingerprint(dtype))
     return ChunkStore(Path(work_root) / f"intra-{key}", items, cfg.batch_size)
 
 
-def generate_intra(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten: str | Path,
+def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,), *, prepared: str | Path, rewritten: str | Path,
                    generator_dir: str | Path, out_dir: str | Path, work_root: str | Path,
                    ranks: Ranks | None = None) -> pd.DataFrame | None:
     """Generate the IntraAug pairs into `out_dir`; rank 0 assembles and returns the manifest."""
@@ -269,7 +286,7 @@ def generate_intra(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritt
     sources = real_sources(prepared, edits["source_pair_id"], rewritten)
     gen_sha = generator_sha(generator_dir)
     dtype = ranks.dtype(cfg.dtype)
-    store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype)
+    store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype, replicates)
     items = store.items
     path, _ = resolve(generator_dir)
     pipe = load_generator(path, dtype=dtype, device=ranks.device)

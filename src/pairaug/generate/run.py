@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -53,14 +54,14 @@ def stored_image_size(prepared: str | Path) -> int:
     return int(load_gray(Path(prepared).parent / pairs["image"].iloc[0]).shape[0])
 
 
-def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, *, prepared: str | Path, rewritten_dir: str | Path,
+def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequence[int] = (0,), *, prepared: str | Path, rewritten_dir: str | Path,
                    generator_dir: str | Path, out_dir: str | Path, work_root: str | Path,
                    ranks: Ranks | None = None) -> pd.DataFrame | None:
     """Generate branch `inter` or `image_only` into `out_dir`; rank 0 assembles and returns the manifest."""
     ranks = ranks or Ranks.from_env()
     sources = branch_sources(branch, prepared, rewritten_dir)
     gen_sha = generator_sha(generator_dir)
-    items = plan(branch, sources, seed, gen_sha, cfg)
+    items = plan(branch, sources, seed, gen_sha, cfg, replicates)
     dtype = ranks.dtype(cfg.dtype)
     # The dtype in use shapes the pixels too (float16 on GPU): chunks of another dtype are not reused.
     key = stable_hash(items["pair_id"].tolist(), cfg.batch_size, str(dtype))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -55,27 +56,32 @@ def edit_readout(pairs: pd.DataFrame, pool: Path) -> tuple[PixelProbe, dict[str,
 
 def mix_manifest(pairs: pd.DataFrame, branches: list[str], controls: dict[str, pd.DataFrame] | None = None
                  ) -> pd.DataFrame:
-    """A mix's pairs in a fixed order: its validated synthetic pairs and the rows of its control branches
-    (`controls`: branch → rows); image paths relative to the validated folder."""
+    """A mix's pairs in a fixed order, replicate by replicate: its validated synthetic pairs and the rows of
+    its control branches (`controls`: branch → rows); image paths relative to the validated folder."""
     parts = [pairs[pairs["branch"].isin(branches)], *[(controls or {})[b] for b in branches if b in CONTROL_BRANCHES]]
     rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
-    return rows.sort_values("pair_id", kind="stable").reset_index(drop=True)
+    return rows.sort_values(["replicate", "pair_id"], kind="stable").reset_index(drop=True)
 
 
 def control_rows(mixes: dict[str, list[str]], pairs: pd.DataFrame, prepared: Path, pool: Path,
-                 out_dir: Path) -> dict[str, pd.DataFrame]:
-    """The real-pair rows of the control branches the mixes use, images relative to `out_dir`."""
+                 out_dir: Path, replicates: Sequence[int] = (0,)) -> dict[str, pd.DataFrame]:
+    """The real-pair rows of the control branches the mixes use, a set per replicate (real_dup matches the
+    count `pairaug` adds in that replicate), images relative to `out_dir`."""
     used = {b for branches in mixes.values() for b in branches}
     out: dict[str, pd.DataFrame] = {}
     if "real_dup" in used:
         real = read_pairs(prepared)
-        count = int(pairs["branch"].isin(mixes[REAL_DUP_MATCHES]).sum())
-        out["real_dup"] = _rebase(real_dup_pairs(real[real["split"] == "train"], count), prepared.parent, out_dir)
+        train = real[real["split"] == "train"]
+        matched = pairs[pairs["branch"].isin(mixes[REAL_DUP_MATCHES])]
+        out["real_dup"] = _rebase(pd.concat([real_dup_pairs(train, int((matched["replicate"] == rep).sum()))
+                                             .assign(replicate=rep) for rep in replicates], ignore_index=True),
+                                  prepared.parent, out_dir)
     if "pool_real" in used:
         if not pool.exists():
             raise InputError("the public pool's pairs are not there (run `dvc repro prepare-pool`)", file=pool)
         pool_pairs = read_pairs(pool)
-        out["pool_real"] = _rebase(pool_real_pairs(pool_pairs[pool_pairs["split"] == "train"]), pool.parent, out_dir)
+        rows = _rebase(pool_real_pairs(pool_pairs[pool_pairs["split"] == "train"]), pool.parent, out_dir)
+        out["pool_real"] = pd.concat([rows.assign(replicate=rep) for rep in replicates], ignore_index=True)
     return out
 
 
@@ -92,7 +98,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
                    metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".",
                    mixes: dict[str, list[str]] | None = None, pool: str | Path = "data/pool/pairs.parquet",
                    privacy: str | Path | None = "data/privacy/images.parquet",
-                   datasheet: DatasheetSources | None = None) -> dict:
+                   datasheet: DatasheetSources | None = None, replicates: Sequence[int] = (0,)) -> dict:
     """Run the gate; on success write `out_dir/{pairs.parquet,result.json}` and return the summary.
 
     `mixes` (name → branches, from `pretrain.mixes`) also get `out_dir/mixes/<name>.parquet`: the pairs
@@ -123,7 +129,7 @@ def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pai
         tmp.mkdir(parents=True)
         write_parquet(pairs, tmp / "pairs.parquet")
         write_json(tmp / "result.json", result)
-        controls = control_rows(mixes or {}, pairs, prepared, pool, out_dir)
+        controls = control_rows(mixes or {}, pairs, prepared, pool, out_dir, replicates)
         for name, branches in (mixes or {}).items():
             write_parquet(mix_manifest(pairs, branches, controls), tmp / "mixes" / f"{name}.parquet")
     if datasheet is not None:  # after data/validated: it records the mixes' md5s

@@ -9,20 +9,23 @@ draw-averaged score, which can differ a little from `metrics/eval`'s mean of the
 
 Statistics (`report` params `bootstrap_resamples`, `ci`, `reference_mixes`; the shared `seed`):
 
-- **Resampling unit: the test patient.** A resample draws as many test patients as there are, with
-  replacement; all of a drawn patient's images come along (a cluster bootstrap: images of one
-  patient are not independent). The resamples are drawn once, from `seed`, and shared by every
-  mix, model seed, kind and label: every comparison is on the same resamples (paired).
-- **Seeds.** On each resample, the AUC of each model seed, then the mean over the seeds. The figure
-  is the seed-mean AUC on the full test split; its CI is the percentile interval of the resampled
-  seed-means. The CI is the test-patient sampling error of the seed-averaged model: averaging the
-  seeds damps training noise in the estimate, but the seeds themselves are not resampled, so
-  between-seed spread is not added to the CI; it is reported beside it (`seed_sd`, the standard
-  deviation over seeds of the full-split AUC).
+- **Replicates.** Each mix has one model per replicate seed (`replicates`): replicate r is a full rerun
+  of everything the method draws on the same data and priors (generation noise, IntraAug candidates,
+  pruning's τ draw, the training seed, the probe draws). The figure is the mean over replicates of the
+  full-split AUC.
+- **Resampling: replicates and test patients together** (a two-level bootstrap, `stats.two_level`). A
+  resample draws as many replicates as there are, with replacement, and as many test patients, with
+  replacement (all of a drawn patient's images come along: images of one patient are not independent);
+  its figure is the mean over the drawn replicates of each one's AUC on the drawn patients. With a
+  handful of replicates the bootstrap of them alone is too narrow, so their deviations are scaled to
+  Student's t with R − 1 degrees of freedom first (`stats.replicate_inflation`). The resamples are drawn
+  once, from `seed`, and shared by every mix, kind and label, and replicate r of one mix is paired with
+  replicate r of another (same seed, same synthetic draw): every comparison is paired. The spread of
+  the replicates is reported beside the CI (`replicate_sd`).
 - **The mean over labels** is taken on each resample (over the competition labels this kind scores
-  on every seed); a resample where some label has no positive or no negative patient is undefined
+  on every replicate); a resample where some label has no positive or no negative patient is undefined
   and left out (`resamples` counts those used).
-- **PairAug vs each baseline**: on each resample, PairAug's seed-mean minus the baseline's; the delta
+- **PairAug vs each baseline**: on each resample, PairAug's figure minus the baseline's; the delta
   is the full-split difference, the CI the percentile interval of the resampled differences, the
   p-value two-sided from the resampled differences (`stats.bootstrap_p`), Holm-corrected over the
   baselines compared on that measure (zero-shot mean, and each probe fraction's mean). Mixes in
@@ -44,12 +47,23 @@ from pairaug.data.schema import COMPETITION_LABELS
 from pairaug.errors import InputError, ParamError
 from pairaug.measurement.scores import ZEROSHOT_KIND, kind_order, read_scores
 from pairaug.params import positive
-from pairaug.report.stats import bootstrap_p, holm, patient_resamples, percentile_ci, verdict, weighted_auc
+from pairaug.report.stats import (
+    bootstrap_p,
+    holm,
+    patient_resamples,
+    percentile_ci,
+    replicate_inflation,
+    replicate_resamples,
+    two_level,
+    verdict,
+    weighted_auc,
+)
 
 PAIRAUG = "pairaug"
-SEEDS_COMBINED = ("on each bootstrap resample of the test patients, the AUC of each model seed, then the mean over "
-                  "seeds (the CI is the test-patient sampling error of the seed-averaged model; the spread between "
-                  "seeds is given as seed_sd, not resampled)")
+COVERAGE = ("each CI resamples, together, the replicates (each one a rerun of everything the method draws — "
+            "generation noise, IntraAug candidates, pruning's τ draw, the training seed, the probe draws — on the "
+            "same data and priors; their deviations scaled to Student's t with R − 1 degrees of freedom) and the "
+            "test patients; it does not cover a redrawn dataset (another `seed`: new patients, pool and priors)")
 
 
 @dataclass
@@ -69,10 +83,10 @@ class ReportConfig:
 
 @dataclass
 class Measure:
-    """One figure of one mix: its full-split value, its value on each resample, and per seed."""
+    """One figure of one mix: its full-split value, its value on each resample, and per replicate."""
     value: float
     resampled: np.ndarray  # (resamples,), NaN where undefined
-    seed_values: list[float]
+    seed_values: list[float]  # per replicate, on the full split
 
 
 def scores_path(eval_dir: str | Path, mix: str) -> Path:
@@ -125,18 +139,26 @@ def attach_images(df: pd.DataFrame, images: EvalImages, path: Path) -> pd.DataFr
     return df.assign(image=image)
 
 
-def mix_measures(df: pd.DataFrame, images: EvalImages, weights: np.ndarray) -> dict[str, dict]:
-    """{kind: {"labels": {label: Measure}, "mean": Measure or None}} for one mix's scores (with `image`);
-    `weights`: patient counts, row 0 all ones (the full split), then one row per resample."""
+@dataclass
+class Resamples:
+    """The two-level resamples every mix shares: patient counts (row 0 all ones: the full split) and the
+    replicates' weights, with the inflation of their deviations."""
+    patients: np.ndarray  # (1 + resamples, patients)
+    replicates: np.ndarray  # (resamples, replicates)
+    inflation: float
+
+
+def mix_measures(df: pd.DataFrame, images: EvalImages, draws: Resamples) -> dict[str, dict]:
+    """{kind: {"labels": {label: Measure}, "mean": Measure or None}} for one mix's scores (with `image`)."""
     per_label: dict[str, dict[str, list[np.ndarray]]] = {}
     for (kind, label, _seed), part in df.groupby(["kind", "label", "seed"], sort=True):
         patient = images.patient_of_image[part["image"].to_numpy()]
-        auc = weighted_auc(part["score"].to_numpy(), part["y"].to_numpy(), patient, weights)
+        auc = weighted_auc(part["score"].to_numpy(), part["y"].to_numpy(), patient, draws.patients)
         per_label.setdefault(kind, {}).setdefault(label, []).append(auc)
     out: dict[str, dict] = {}
     for kind in sorted(per_label, key=kind_order):
-        labels = {label: _measure(np.stack(seeds)) for label, seeds in sorted(per_label[kind].items())}
-        # The mean over the competition labels this kind scores on every seed.
+        labels = {label: _measure(np.stack(reps), draws) for label, reps in sorted(per_label[kind].items())}
+        # The mean over the competition labels this kind scores on every replicate.
         comp = [labels[lb] for lb in COMPETITION_LABELS if lb in labels and math.isfinite(labels[lb].value)]
         mean = None
         if comp:
@@ -146,18 +168,22 @@ def mix_measures(df: pd.DataFrame, images: EvalImages, weights: np.ndarray) -> d
     return out
 
 
-def _measure(per_seed: np.ndarray) -> Measure:
-    """(seeds, 1 + resamples) AUCs → the seed-mean on the full split and on each resample."""
-    mean = per_seed.mean(axis=0)
-    return Measure(float(mean[0]), mean[1:], [float(v) for v in per_seed[:, 0]])
+def _measure(per_replicate: np.ndarray, draws: Resamples) -> Measure:
+    """(replicates, 1 + resamples) AUCs → the replicate mean on the full split and on each two-level resample."""
+    if len(per_replicate) != draws.replicates.shape[1]:
+        raise ValueError("a figure is missing for some replicate")  # attach_images checks the tables first
+    resampled = two_level(per_replicate[:, 1:], draws.replicates, draws.inflation)
+    return Measure(float(per_replicate[:, 0].mean()), resampled, [float(v) for v in per_replicate[:, 0]])
 
 
 def _summary(m: Measure | None, ci: float) -> dict | None:
     if m is None or not math.isfinite(m.value):
         return None
     interval = percentile_ci(m.resampled, ci)
+    if interval:  # the t-scaled replicate deviations can reach past an AUC's range
+        interval = (max(0.0, interval[0]), min(1.0, interval[1]))
     return {"auc": m.value, "ci": list(interval) if interval else None,
-            "seed_sd": float(np.std(m.seed_values, ddof=1)) if len(m.seed_values) > 1 else None,
+            "replicate_sd": float(np.std(m.seed_values, ddof=1)) if len(m.seed_values) > 1 else None,
             "resamples": int(np.isfinite(m.resampled).sum())}
 
 
@@ -188,10 +214,14 @@ def ablation(scores: dict[str, pd.DataFrame], cfg: ReportConfig, seed: int, eval
     if not scores:
         return {"table": {}, "verdicts": [], "test_images": 0, "test_patients": 0}
     images = eval_images(scores, eval_dir)
-    counts = patient_resamples(images.n_patients, cfg.bootstrap_resamples, np.random.default_rng(seed))
+    reps = same_replicates(scores, eval_dir)
+    rng = np.random.default_rng(seed)
+    counts = patient_resamples(images.n_patients, cfg.bootstrap_resamples, rng)
     # Row 0: every patient once (the full split's figure), computed in the same pass as the resamples.
     weights = np.ascontiguousarray(np.vstack([np.ones(images.n_patients), counts]).T).T
-    measures = {mix: mix_measures(attach_images(df, images, scores_path(eval_dir, mix)), images, weights)
+    draws = Resamples(weights, replicate_resamples(len(reps), cfg.bootstrap_resamples, rng),
+                      replicate_inflation(len(reps), cfg.ci))
+    measures = {mix: mix_measures(attach_images(df, images, scores_path(eval_dir, mix)), images, draws)
                 for mix, df in scores.items()}
     table = {}
     for mix, kinds in measures.items():
@@ -205,6 +235,18 @@ def ablation(scores: dict[str, pd.DataFrame], cfg: ReportConfig, seed: int, eval
     verdict_rows = compare(measures, baselines, cfg.ci) if PAIRAUG in measures else []
     return {"table": table, "verdicts": verdict_rows, "test_images": len(images.pair_ids),
             "test_patients": images.n_patients}
+
+
+def same_replicates(scores: dict[str, pd.DataFrame], eval_dir: str | Path) -> list[str]:
+    """The replicate seeds every mix was evaluated on (the same in all, or replicate r would not pair)."""
+    first = next(iter(scores))
+    reps = sorted(scores[first]["seed"].astype(str).unique().tolist(), key=_seed_key)
+    for mix, df in scores.items():
+        other = sorted(df["seed"].astype(str).unique().tolist(), key=_seed_key)
+        if other != reps:
+            raise InputError(f"its replicates {other} differ from {first}'s {reps} (rerun `dvc repro`: every mix "
+                             "trains on the same `replicates`)", file=scores_path(eval_dir, mix), field="seed")
+    return reps
 
 
 def _seed_key(seed: str) -> tuple[int, str]:
@@ -229,19 +271,19 @@ def ablation_markdown(report: dict, cfg: ReportConfig, missing: list[str]) -> st
     table, rows = report["table"], report["verdicts"]
     kinds = sorted({k for row in table.values() for k in row if k not in ("role", "seeds")}, key=kind_order)
     probes = [k for k in kinds if k != ZEROSHOT_KIND]
-    seeds = sorted({len(row["seeds"]) for row in table.values()})
+    reps = sorted({len(row["seeds"]) for row in table.values()})
     pct = f"{cfg.ci * 100:g}%"
-    lines = [f"AUC on the test split ({report['test_images']} images, {report['test_patients']} patients) with "
-             f"{pct} CIs from {cfg.bootstrap_resamples} bootstrap resamples of the test patients (all of a "
-             "patient's images move together); zero-shot per label, and the mean over the five CheXpert "
-             "competition labels for zero-shot and each linear-probe train fraction.", "",
-             f"Seeds ({'/'.join(map(str, seeds)) or 0} per mix): {SEEDS_COMBINED}.", "",
-             "| mix | zero-shot mean AUC | seed sd | " + " | ".join(SHORT[lb] for lb in COMPETITION_LABELS) + " | "
+    lines = [f"AUC on the test split ({report['test_images']} images, {report['test_patients']} patients), the "
+             f"mean over {'/'.join(map(str, reps)) or 0} replicates per mix, with {pct} CIs from "
+             f"{cfg.bootstrap_resamples} two-level bootstrap resamples; zero-shot per label, and the mean over the "
+             "five CheXpert competition labels for zero-shot and each linear-probe train fraction.", "",
+             f"What the interval covers: {COVERAGE}.", "",
+             "| mix | zero-shot mean AUC | replicate sd | " + " | ".join(SHORT[lb] for lb in COMPETITION_LABELS) + " | "
              + " | ".join(probes) + " |",
              "|" + "---|" * (3 + len(COMPETITION_LABELS) + len(probes))]
     for mix, row in table.items():
         zs = row.get(ZEROSHOT_KIND, {"mean": None, "labels": {}})
-        sd = zs["mean"]["seed_sd"] if zs["mean"] and zs["mean"]["seed_sd"] is not None else None
+        sd = zs["mean"]["replicate_sd"] if zs["mean"] and zs["mean"]["replicate_sd"] is not None else None
         name = f"`{mix}`" + (" (reference)" if row["role"] == "reference" else "")
         cells = [name, _cell(zs["mean"]), "–" if sd is None else f"{sd:.3f}",
                  *[_cell(zs["labels"].get(lb)) for lb in COMPETITION_LABELS],
@@ -251,7 +293,7 @@ def ablation_markdown(report: dict, cfg: ReportConfig, missing: list[str]) -> st
         lines += ["", "Not evaluated (no scores): " + ", ".join(f"`{m}`" for m in missing) + "."]
     if rows:
         lines += ["", f"PairAug against each baseline (mean AUC over the competition labels; paired difference on "
-                  f"the same resamples, {pct} CI, two-sided bootstrap p, Holm-corrected over the baselines of "
+                  f"the same resamples of replicates and patients, {pct} CI, two-sided bootstrap p, Holm-corrected over the baselines of "
                   f"each measure; \"beats\" / \"loses to\" when the CI excludes 0 and Holm p < "
                   f"{1 - cfg.ci:.2g}):", "",
                   f"| measure | baseline | Δ AUC | {pct} CI | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
@@ -272,8 +314,8 @@ def write_report(mixes: list[str], cfg: ReportConfig, seed: int, eval_dir: str |
     missing = [m for m in mixes if m not in scores]
     report = ablation(scores, cfg, seed, eval_dir)
     settings = {"bootstrap_resamples": cfg.bootstrap_resamples, "ci": cfg.ci, "seed": seed,
-                "reference_mixes": cfg.reference_mixes, "resampling_unit": "test patient",
-                "seeds_combined": SEEDS_COMBINED}
+                "reference_mixes": cfg.reference_mixes, "resampling_unit": "replicate and test patient",
+                "coverage": COVERAGE}
     md = ablation_markdown(report, cfg, missing)  # before any write: a failure leaves both files as they were
     write_json(out_json, {**report, "missing_mixes": missing, "settings": settings})
     with atomic_path(out_md) as tmp:

@@ -11,12 +11,10 @@ bands = the bootstrap CIs).
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
-from pairaug.errors import InputError, PairaugError
 from pairaug.io import atomic_path, write_json
+from pairaug.report.experiments import read_experiment_json, run_temp_experiment
 
 PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
 KINDS = {"zeroshot": "zeroshot", "probe_10": "probe 10%"}  # panel → the report's score kind
@@ -127,26 +125,14 @@ def write_curve(points: list[dict], out_dir: str | Path) -> None:
 
 def run_experiment(size: int, root: Path, extra: list[str]) -> None:
     """One size as a DVC experiment in a temporary copy (`dvc exp run --temp`)."""
-    cmd = ["dvc", "exp", "run", "--temp", "-n", EXPERIMENT.format(size=size),
-           "-S", f"data.phantom.train_patients={size}", *[a for s in extra for a in ("-S", s)]]
-    done = subprocess.run(cmd, cwd=root)
-    if done.returncode != 0:  # DVC has printed why; name the size and the command, no traceback
-        raise PairaugError(f"curve: the experiment for data.phantom.train_patients={size} failed "
-                           f"(exit {done.returncode}): {' '.join(cmd)}")
+    run_temp_experiment(root, EXPERIMENT.format(size=size), [f"data.phantom.train_patients={size}", *extra],
+                        f"curve: data.phantom.train_patients={size}")
 
 
 def experiment_file(root: Path, size: int, rel: str) -> dict:
     """A committed metrics file of the experiment `curve-<size>`, read from its git ref."""
-    name = EXPERIMENT.format(size=size)
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.split()
-    matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
-    if not matches:
-        raise InputError(f"no DVC experiment named {name!r} (run `pairaug curve run --sizes {size}`)", file=root)
-    shown = subprocess.run(["git", "show", f"{matches[-1]}:{rel}"], cwd=root, capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise InputError(f"experiment {name!r} has no {rel}", file=root)
-    return json.loads(shown.stdout)
+    return read_experiment_json(root, EXPERIMENT.format(size=size), rel,
+                                hint=f"run `pairaug curve run --sizes {size}`")
 
 
 def collect(root: Path, sizes: list[int]) -> list[dict]:

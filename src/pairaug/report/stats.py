@@ -1,5 +1,11 @@
-"""Cluster-bootstrap statistics over test patients: AUCs per resample, percentile CIs, paired
-differences, bootstrap p-values and Holm's correction.
+"""Two-level bootstrap statistics over replicates and test patients: AUCs per resample, percentile CIs,
+paired differences, bootstrap p-values and Holm's correction.
+
+A resample draws the replicates (each a full rerun of what the method draws on the same data) with
+replacement and, independently, the test patients: the figure on a resample is the mean over the drawn
+replicates of each one's AUC on the drawn patients (`two_level`). With a handful of replicates a plain
+bootstrap of them is too narrow, so their deviations are scaled to Student's t first
+(`replicate_inflation`).
 
 A resample draws as many patients as the test split holds, with replacement; every image of a drawn
 patient comes along, once per draw. Rather than copying images, a resample is a vector of patient
@@ -28,6 +34,41 @@ def patient_resamples(n_patients: int, resamples: int, rng: np.random.Generator)
     draws = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=resamples)
     # Stored patient-major, so `weighted_auc`'s (patients × resamples) product needs no copy per call.
     return np.ascontiguousarray(draws.T, dtype=np.float64).T
+
+
+def replicate_resamples(n_replicates: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, n_replicates) weights summing to 1 per row: each resample's draw of the replicates, with
+    replacement (a replicate drawn twice weighs 2 / n)."""
+    if n_replicates < 1:
+        return np.zeros((resamples, 0))
+    draws = rng.multinomial(n_replicates, np.full(n_replicates, 1.0 / n_replicates), size=resamples)
+    return draws / n_replicates
+
+
+def replicate_inflation(n_replicates: int, ci: float) -> float:
+    """The factor on replicate deviations before they are resampled, so that the replicate part of a CI
+    has the width of Student's t interval of a mean of n values: √(n / (n − 1)) makes the bootstrap
+    variance of the mean the unbiased s² / n, and t_{n−1} / z widens the normal quantile to t's (a
+    bootstrap of a handful of replicates alone is too narrow). 0 for one replicate (nothing to resample)."""
+    if n_replicates < 2:
+        return 0.0
+    from scipy.stats import norm, t
+
+    q = (1 + ci) / 2
+    return float(np.sqrt(n_replicates / (n_replicates - 1)) * t.ppf(q, n_replicates - 1) / norm.ppf(q))
+
+
+def two_level(per_replicate: np.ndarray, replicate_weights: np.ndarray, inflation: float) -> np.ndarray:
+    """(resamples,) the mean over replicates on each two-level resample: `per_replicate` is (replicates,
+    resamples) — each replicate's figure on each resample of the test patients — and resample b draws
+    the replicates with `replicate_weights[b]`, their deviations from that resample's mean scaled by
+    `inflation` (`replicate_inflation`)."""
+    a = np.asarray(per_replicate, dtype=np.float64)
+    mean = a.mean(axis=0)
+    if inflation == 0.0:
+        return mean
+    w = np.asarray(replicate_weights, dtype=np.float64).T  # (replicates, resamples)
+    return mean + inflation * ((w - 1.0 / len(a)) * (a - mean)).sum(axis=0)
 
 
 def weighted_auc(scores: np.ndarray, y: np.ndarray, patient: np.ndarray, counts: np.ndarray) -> np.ndarray:

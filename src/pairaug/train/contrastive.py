@@ -37,7 +37,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ContrastiveConfig:
-    steps: int = 200  # optimizer steps (the same for every mix, so mixes get the same compute)
+    steps: int = 200  # optimizer steps when `epochs` is null
+    # The budget as passes over the training pairs: ceil(epochs * pairs / batch_size) steps, at least
+    # min_steps and at most max_steps (null: no cap). One rule for every mix: more pairs, more updates.
+    epochs: float | None = None
+    min_steps: int = 1
+    max_steps: int | None = None
     batch_size: int = 128
     lr: float = 5e-4
     weight_decay: float = 0.1
@@ -48,7 +53,22 @@ class ContrastiveConfig:
     select_every: int = 10  # evaluate on valid every N steps (and at the end)
 
     def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every)
+        positive(prefix, steps=self.steps, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every,
+                 min_steps=self.min_steps)
+        if self.epochs is not None:
+            positive(prefix, epochs=self.epochs)
+        if self.max_steps is not None:
+            positive(prefix, max_steps=self.max_steps)
+            if self.max_steps < self.min_steps:
+                raise ParamError(f"{prefix}.max_steps", f"must be at least min_steps ({self.min_steps}), "
+                                 f"got {self.max_steps}")
+
+    def budget(self, pairs: int) -> int:
+        """Optimizer steps for a training set of `pairs` pairs: `steps`, or the passes rule of `epochs`."""
+        if self.epochs is None:
+            return self.steps
+        steps = max(self.min_steps, math.ceil(self.epochs * pairs / min(self.batch_size, max(1, pairs))))
+        return min(steps, self.max_steps) if self.max_steps is not None else steps
 
 
 @dataclass
@@ -121,7 +141,7 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    total = cfg.steps
+    total = cfg.budget(n)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)) *
                                               0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     history = TrainHistory()

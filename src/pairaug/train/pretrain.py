@@ -1,9 +1,11 @@
 """The `pretrain@mix` stage's logic: CheXzero-style CLIP pretraining on real + a mix of synthetic pairs.
 
-A mix names the synthetic branches it adds to the real train pairs (`pretrain.mixes`); every mix
-trains for the same number of steps from the same initialisation, so only the data differs. The
-checkpoint is selected on the valid split (zero-shot mean AUC over the CheXpert competition labels),
-never on the test split.
+A mix names the synthetic branches it adds to the real train pairs (`pretrain.mixes`). One model per
+replicate (`replicates`): replicate r trains on the real pairs and the mix's pairs of replicate r (its
+own synthetic draw) from its own seed. Every mix trains by the same budget rule, passes over its pairs
+(`pretrain.train.epochs`, with a floor and a cap), so a mix with more pairs gets more updates, as more
+data would in practice. The checkpoint is selected on the valid split (zero-shot mean AUC over the
+CheXpert competition labels), never on the test split.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,7 +58,7 @@ class PretrainHooks(Protocol):
     or without them."""
 
     def seed_started(self, seed: int) -> None:
-        """Seed `seed` (an entry of `pretrain.seeds`) is about to be initialised and trained."""
+        """Replicate `seed` (an entry of `replicates`) is about to be initialised and trained."""
 
     def evaluated(self, seed: int, step: int, train_loss: float, valid_score: float) -> None:
         """A point of the training curve: the mean train loss since the last evaluation, the valid score."""
@@ -68,7 +71,6 @@ class PretrainHooks(Protocol):
 class PretrainConfig:
     # mix name → the synthetic branches added to the real train pairs
     mixes: dict[str, list[str]] = field(default_factory=default_mixes)
-    seeds: list[int] = field(default_factory=lambda: [0])
     init_checkpoint: str | None = None  # an OpenAI CLIP folder (ViT-B/32); null: the embedded config
     vocab_size: int = 1000
     arch: ClipArch = field(default_factory=ClipArch)
@@ -80,21 +82,19 @@ class PretrainConfig:
 
     def validate(self, prefix: str) -> None:
         check_mixes(self.mixes, f"{prefix}.mixes")
-        if not self.seeds:
-            raise ParamError(f"{prefix}.seeds", "needs at least one seed")
         if self.synthetic_share is not None:
             in_range(prefix, "synthetic_share", self.synthetic_share, 0.0, 1.0)
 
 
 def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: str | Path) -> pd.DataFrame:
     """Real train pairs + the mix's validated synthetic pairs (`validated`/mixes/<mix>.parquet, written by
-    `validate`): (pair_id, branch, report, path)."""
+    `validate`): (pair_id, branch, replicate, report, path); real pairs (replicate -1) train every replicate."""
     if mix not in cfg.mixes:
         raise ParamError("pretrain.mixes", f"no mix named {mix!r} (have: {', '.join(cfg.mixes)})")
     prepared, validated = Path(prepared), Path(validated)
     real = read_pairs(prepared)
     real = real[real["split"] == "train"]
-    frames = [pd.DataFrame({"pair_id": real["pair_id"], "branch": "real", "report": real["report"],
+    frames = [pd.DataFrame({"pair_id": real["pair_id"], "branch": "real", "replicate": -1, "report": real["report"],
                             "path": [str(prepared.parent / p) for p in real["image"]]})]
     branches = cfg.mixes[mix]
     if branches:
@@ -108,7 +108,11 @@ def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: st
         empty = sorted(set(branches) - set(syn["branch"]))
         if empty:  # pruning kept none of them: the mix trains on what is left (the report marks it)
             log.warning("mix %s: no pairs of branch(es) %s survived pruning", mix, ", ".join(empty))
-        frames.append(pd.DataFrame({"pair_id": syn["pair_id"], "branch": syn["branch"], "report": syn["report"],
+        if "replicate" not in syn.columns:
+            raise InputError(f"mix {mix!r}: missing column 'replicate' (rerun `dvc repro validate`)", file=manifest,
+                             field="replicate")
+        frames.append(pd.DataFrame({"pair_id": syn["pair_id"], "branch": syn["branch"],
+                                    "replicate": syn["replicate"].astype("int64"), "report": syn["report"],
                                     "path": [os.path.normpath(validated / p) for p in syn["image"]]}))
     return pd.concat(frames, ignore_index=True)
 
@@ -148,11 +152,12 @@ def new_model(cfg: PretrainConfig, train_reports: list[str], image_size: int, im
 
 
 def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path, validated: str | Path,
-                 out_dir: str | Path, ranks: Ranks | None = None, hooks: PretrainHooks | None = None) -> dict:
-    """Train one model per seed of `cfg.seeds` into out_dir/seed-<s>/; return a summary.
+                 out_dir: str | Path, ranks: Ranks | None = None, hooks: PretrainHooks | None = None,
+                 replicates: Sequence[int] = (0,)) -> dict:
+    """Train one model per replicate into out_dir/seed-<r>/ (r: the replicate seed); return a summary.
 
     Under several ranks (DDP, `cfg.train.batch_size` the global batch) every rank trains and rank 0
-    alone writes out_dir and calls `hooks` (as each seed starts, at each evaluation, as it ends).
+    alone writes out_dir and calls `hooks` (as each replicate starts, at each evaluation, as it ends).
     """
     ranks = ranks or Ranks()
     hooks = hooks if ranks.is_main else None
@@ -163,18 +168,25 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
     valid_images = load_split_images(valid, Path(prepared).parent)
     labels = [lab for lab in COMPETITION_LABELS if (valid[lab] == 1).any()]
     targets = {lab: valid[lab].fillna(0).to_numpy() == 1 for lab in labels}
-    train_reports = pairs.loc[pairs["branch"] == "real", "report"].tolist()
-    counts = pairs["branch"].value_counts()
-    summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {b: int(n) for b, n in counts.items()},
-                     "empty_branches": sorted(set(cfg.mixes[mix]) - set(counts.index)), "seeds": {}}
-    real_images = images[torch.tensor((pairs["branch"] == "real").to_numpy())]
+    is_real = (pairs["branch"] == "real").to_numpy()
+    train_reports = pairs.loc[is_real, "report"].tolist()
+    summary: dict = {"mix": mix, "branches": cfg.mixes[mix], "pairs": {}, "empty_branches": {}, "seeds": {}}
+    real_images = images[torch.from_numpy(is_real)]
     with atomic_path(out_dir) if ranks.is_main else nullcontext() as tmp:
         if tmp is not None:
             tmp.mkdir(parents=True)
-        for s in cfg.seeds:
+        for r in replicates:
+            mine = is_real | (pairs["replicate"] == r).to_numpy()
+            rows = pairs[mine]
+            counts = rows["branch"].value_counts()
+            summary["pairs"][str(r)] = {b: int(n) for b, n in counts.items()}
+            summary["empty_branches"][str(r)] = sorted(set(cfg.mixes[mix]) - set(counts.index))
+            if summary["empty_branches"][str(r)]:  # pruning kept none of them: the report marks the mix
+                log.warning("mix %s, replicate %d: no pairs of branch(es) %s survived pruning", mix, r,
+                            ", ".join(summary["empty_branches"][str(r)]))
             if hooks is not None:
-                hooks.seed_started(s)
-            run_seed = seed * 1000 + s
+                hooks.seed_started(r)
+            run_seed = seed * 1000 + r
             torch.manual_seed(run_seed)
             # normalisation from the real train films alone: the same for every mix
             model, tokenizer, preprocess = new_model(cfg, train_reports, int(images.shape[-1]), real_images)
@@ -182,22 +194,24 @@ def pretrain_mix(mix: str, cfg: PretrainConfig, seed: int, prepared: str | Path,
                 select = zeroshot_select(tokenizer, preprocess, valid_images, targets, cfg.prompts, labels)
             else:
                 select = valid_loss_fn(tokenizer, preprocess, valid_images, valid["report"].tolist())
-            model, history = train_clip(model, tokenizer, preprocess, images, pairs["report"].tolist(), cfg.train,
-                                        run_seed, select, weights=sampling_weights(pairs["branch"], cfg.synthetic_share),
-                                        on_eval=partial(hooks.evaluated, s) if hooks is not None else None, ranks=ranks)
-            summary["seeds"][str(s)] = {"best_step": history.best_step, "valid_score": history.best_score}
+            model, history = train_clip(model, tokenizer, preprocess, images[torch.from_numpy(mine)],
+                                        rows["report"].tolist(), cfg.train, run_seed, select,
+                                        weights=sampling_weights(rows["branch"], cfg.synthetic_share),
+                                        on_eval=partial(hooks.evaluated, r) if hooks is not None else None, ranks=ranks)
+            summary["seeds"][str(r)] = {"steps": cfg.train.budget(len(rows)), "best_step": history.best_step,
+                                        "valid_score": history.best_score}
             if tmp is None:
                 continue
-            folder = tmp / f"seed-{s}"
+            folder = tmp / f"seed-{r}"
             model.save_pretrained(folder)
             tokenizer.save_pretrained(folder)
             preprocess.save(folder)
             write_json(folder / "history.json", history.as_dict())
             if hooks is not None:
-                hooks.seed_finished(s)
+                hooks.seed_finished(r)
         if tmp is None:
             return summary
-        # Exactly which pairs trained these models: the audit trail (pair ids, branches, image paths).
+        # Exactly which pairs trained these models: the audit trail (pair ids, branches, replicate, image paths).
         used = pairs.assign(path=[str(Path(p)) for p in pairs["path"]])
         write_parquet(used, tmp / "training_pairs.parquet")
         (tmp / "mix.json").write_text(json.dumps(summary, indent=2) + "\n")

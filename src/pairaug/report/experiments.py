@@ -1,0 +1,31 @@
+"""DVC experiments the report commands compare: run one in a temporary copy, read its committed metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from pairaug.errors import InputError, PairaugError
+
+
+def run_temp_experiment(root: Path, name: str, params: list[str], what: str) -> None:
+    """`dvc exp run --temp -n <name> -S <param>...`: the pipeline in a temporary copy of the workspace, the
+    stages its params leave alone restored from DVC's run cache; `what` names it in an error."""
+    cmd = ["dvc", "exp", "run", "--temp", "-n", name, *[a for p in params for a in ("-S", p)]]
+    done = subprocess.run(cmd, cwd=root)
+    if done.returncode != 0:  # DVC has printed why; name the experiment and the command, no traceback
+        raise PairaugError(f"{what}: the experiment failed (exit {done.returncode}): {' '.join(cmd)}")
+
+
+def read_experiment_json(root: Path, name: str, rel: str, hint: str) -> dict:
+    """A committed (cache: false) metrics file of the DVC experiment `name`, read from its git ref."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout.split()
+    matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
+    if not matches:
+        raise InputError(f"no DVC experiment named {name!r} ({hint})", file=root)
+    shown = subprocess.run(["git", "show", f"{matches[-1]}:{rel}"], cwd=root, capture_output=True, text=True)
+    if shown.returncode != 0:
+        raise InputError(f"experiment {name!r} has no {rel}", file=root)
+    return json.loads(shown.stdout)

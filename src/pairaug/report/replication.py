@@ -1,0 +1,81 @@
+"""Replication: does a verdict survive a rerun? Two ablations side by side, row by row.
+
+`pairaug replicate` reruns the ablation as a DVC experiment (`dvc exp run --temp`) with other replicate
+seeds — the same data and priors, new draws of everything the method draws — or with whatever `-S`
+params it is given (`-S seed=1` redraws the dataset itself: new patients, pool and priors), then
+compares that experiment's `metrics/ablation.json` with the workspace's. For each verdict row (a measure
+and a baseline) it says whether each run's difference lies in the other run's interval and whether the
+verdicts disagree in direction ("beats" in one, "loses to" in the other).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pairaug.io import atomic_path, write_json
+
+SIDES = ("this", "other")
+
+
+def _inside(value: float, ci: list[float] | None) -> bool | None:
+    return None if ci is None else bool(ci[0] <= value <= ci[1])
+
+
+def compare(this: dict, other: dict) -> dict:
+    """Rows (measure, baseline) present in both ablations: each run's delta, CI and verdict, whether each
+    delta lies in the other's CI, and whether the verdicts point opposite ways; with the counts."""
+    index = {(v["measure"], v["baseline"]): v for v in other.get("verdicts", [])}
+    rows = []
+    for a in this.get("verdicts", []):
+        b = index.get((a["measure"], a["baseline"]))
+        if b is None or a.get("delta") is None or b.get("delta") is None:
+            continue
+        rows.append({"measure": a["measure"], "baseline": a["baseline"],
+                     "this": {k: a.get(k) for k in ("delta", "ci", "verdict")},
+                     "other": {k: b.get(k) for k in ("delta", "ci", "verdict")},
+                     "this_in_other": _inside(a["delta"], b.get("ci")),
+                     "other_in_this": _inside(b["delta"], a.get("ci")),
+                     "flip": {a["verdict"], b["verdict"]} == {"beats", "loses to"}})
+    by_measure: dict[str, dict] = {}
+    for r in rows:
+        m = by_measure.setdefault(r["measure"], {"rows": 0, "outside": 0, "flips": 0, "same_verdict": 0})
+        m["rows"] += 1
+        m["outside"] += int(r["this_in_other"] is False or r["other_in_this"] is False)
+        m["flips"] += int(r["flip"])
+        m["same_verdict"] += int(r["this"]["verdict"] == r["other"]["verdict"])
+    return {"rows": rows, "by_measure": by_measure}
+
+
+def _cell(side: dict) -> str:
+    ci = side.get("ci")
+    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+    return f"{side['delta']:+.3f}{interval} {side['verdict']}"
+
+
+def _yes(flag: bool | None) -> str:
+    return "–" if flag is None else "yes" if flag else "**no**"
+
+
+def replication_markdown(result: dict, this_name: str, other_name: str) -> str:
+    lines = [f"PairAug − each baseline in two runs: `{this_name}` and `{other_name}` (Δ mean AUC [95 % CI] "
+             "verdict; \"in\": the run's Δ lies inside the other run's CI).", "",
+             f"| measure | baseline | {this_name} | {other_name} | {this_name} Δ in {other_name} CI | "
+             f"{other_name} Δ in {this_name} CI | verdicts opposite |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['measure']} | `{r['baseline']}` | {_cell(r['this'])} | {_cell(r['other'])} | "
+                     f"{_yes(r['this_in_other'])} | {_yes(r['other_in_this'])} | {'**yes**' if r['flip'] else 'no'} |")
+    lines += ["", "| measure | rows | a Δ outside the other CI | same verdict | opposite verdicts |",
+              "|---|---|---|---|---|"]
+    for measure, m in result["by_measure"].items():
+        lines.append(f"| {measure} | {m['rows']} | {m['outside']} | {m['same_verdict']} | {m['flips']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_replication(result: dict, this_name: str, other_name: str, out_md: str | Path) -> str:
+    """Markdown to `out_md` and the rows to the .json beside it; returns the Markdown."""
+    md = replication_markdown(result, this_name, other_name)
+    out_md = Path(out_md)
+    write_json(out_md.with_suffix(".json"), {"this": this_name, "other": other_name, **result})
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text(md)
+    return md
