@@ -1,4 +1,9 @@
-"""Shared fixtures: a temporary copy of the repository with tiny params, and the real-CXR samples."""
+"""Shared fixtures: a temporary copy of the repository with tiny params, and the real-CXR samples.
+
+Two tiers: plain `pytest` runs the fast tier (pyproject's addopts deselect `slow`); `pytest -m slow` runs the
+end-to-end tier, the tests that build or read the tiny pipeline. A test that asks for `tiny_repo`, or that
+runs a repository copy into pretraining, without the `slow` marker is an error, so a new test is fast by
+default and cannot slip the pipeline into the fast tier."""
 
 from __future__ import annotations
 
@@ -66,6 +71,36 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+# Stages a fast test never reaches: a copy whose dvc.lock records one of them ran the tiny pipeline.
+PIPELINE_STAGES = ("pretrain@", "evaluate@", "report")
+_copies: list[Path] = []  # the repository copies made during the current test
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Refuse a test that uses the tiny pipeline without the `slow` marker (it would land in the fast tier)."""
+    unmarked = [item.nodeid for item in items
+                if "tiny_repo" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use tiny_repo (the whole tiny pipeline) must be marked "
+                                "@pytest.mark.slow: " + ", ".join(unmarked))
+
+
+@pytest.fixture(autouse=True)
+def _pipeline_needs_the_slow_marker(request) -> Iterator[None]:
+    """After a test without `slow`: fail it if a repository copy it made ran the pipeline into pretraining."""
+    _copies.clear()
+    yield
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    for repo in _copies:
+        lock = repo / "dvc.lock"
+        ran = yaml.safe_load(lock.read_text()).get("stages", {}) if lock.exists() else {}
+        reached = sorted(s for s in ran if s.startswith(PIPELINE_STAGES))
+        if reached:
+            pytest.fail(f"{request.node.nodeid} ran the tiny pipeline ({', '.join(reached)} in {lock}) "
+                        "without @pytest.mark.slow: mark it, or run only the stages it tests", pytrace=False)
+
+
 def repo_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files: what a clone (plus the current change) holds."""
     out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, check=True,
@@ -89,6 +124,7 @@ def copy_repo(dest: Path, params_override: dict | None = None) -> Path:
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    _copies.append(dest)
     return dest
 
 

@@ -52,6 +52,7 @@ def image_digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*.png"))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,branch", [(["stages/generate.py", "inter"], "inter"),
                                           (["stages/intra_generate.py"], "intra")])
 def test_two_process_generation_equals_one_process_byte_for_byte(tiny_repo, tmp_path, stage, branch):
@@ -72,6 +73,7 @@ def test_two_process_generation_equals_one_process_byte_for_byte(tiny_repo, tmp_
     assert not (repo / "data" / ".work").exists() or not any((repo / "data" / ".work").iterdir())
 
 
+@pytest.mark.slow
 def test_ddp_pretrain_stage_writes_and_logs_once(tiny_repo, tmp_path):
     # Through `accelerate launch` this time (the generation tests use torchrun).
     repo = workspace_copy(tiny_repo, tmp_path / "repo", processes=2, launcher="accelerate")

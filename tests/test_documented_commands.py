@@ -1,5 +1,5 @@
-"""Every command the README gives does what it says: each pytest command collects tests, the cheap
-commands run, and each documented script answers --help."""
+"""Every command the README and the docs pages (docs/*.md) give does what it says: each pytest command
+collects tests, the cheap commands run, and each documented script answers --help."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run
 
-README = (REPO / "README.md").read_text()
+# The documents a user reads commands from: the README and every page of the docs site.
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("**/*.md"))]
 # Cheap enough to run as written (offline, seconds, nothing written).
 CHEAP = [
     "pairaug --help",
@@ -22,9 +23,10 @@ CHEAP = [
 
 
 def documented_commands() -> list[str]:
-    """The commands in the README's ```bash blocks: one per line or `&&` part, comments dropped."""
+    """The commands in the documents' ```bash blocks: one per line or `&&` part, comments dropped."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+    text = "\n".join(doc.read_text() for doc in DOCUMENTS)
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
@@ -32,14 +34,16 @@ def documented_commands() -> list[str]:
     return commands
 
 
-PYTEST_COMMANDS = [c for c in documented_commands() if c.split()[0] == "pytest"]
-SCRIPT_COMMANDS = [c for c in documented_commands() if re.match(r"python benchmarks/\S+\.py", c)]
+PYTEST_COMMANDS = list(dict.fromkeys(c for c in documented_commands() if c.split()[0] == "pytest"))
+SCRIPT_COMMANDS = list(dict.fromkeys(c for c in documented_commands() if re.match(r"python benchmarks/\S+\.py", c)))
 
 
-def test_the_readme_documents_commands() -> None:
+def test_the_docs_document_commands() -> None:
+    assert len(DOCUMENTS) > 1, "no docs pages found under docs/"
     assert len(PYTEST_COMMANDS) >= 3 and len(SCRIPT_COMMANDS) >= 3, (PYTEST_COMMANDS, SCRIPT_COMMANDS)
+    commands = documented_commands()
     for cmd in CHEAP:
-        assert cmd in README, f"no longer documented: {cmd}"
+        assert cmd in commands, f"no longer documented: {cmd}"
 
 
 @pytest.mark.parametrize("command", PYTEST_COMMANDS)
@@ -67,3 +71,12 @@ def test_cheap_documented_command_runs(command: str, tmp_path: Path) -> None:
 def test_documented_script_exists_and_answers_help(script: str) -> None:
     proc = run([sys.executable, script, "--help"], REPO, check=False, timeout=300)
     assert proc.returncode == 0 and "usage" in proc.stdout.lower(), proc.stdout + proc.stderr
+
+
+def test_every_file_the_readme_links_exists() -> None:
+    # The docs pages' links are checked by `mkdocs build --strict`; the README is not part of the site.
+    readme = (REPO / "README.md").read_text()
+    targets = {t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", readme) if "://" not in t}
+    assert any(t.startswith("docs/") for t in targets), "the README links no docs page"
+    missing = sorted(t for t in targets if t and not (REPO / t).exists())
+    assert not missing, f"the README links files that do not exist: {missing}"

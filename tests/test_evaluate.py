@@ -144,6 +144,7 @@ def chexpert_copy_of_test_split(prepared: Path, dest: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_label_set_is_scored_like_the_test_split(tiny_repo, tmp_path):
     """A CheXpert-format copy of the test split (same pixels, same labels) gets the test split's AUCs."""
     root = chexpert_copy_of_test_split(tiny_repo / "data" / "prepared", tmp_path)
@@ -173,6 +174,7 @@ def test_label_set_errors_name_the_problem(tmp_path):
         load_label_set(LabelSetConfig(source="chexpert", root=str(root)), 32)
 
 
+@pytest.mark.slow
 def test_one_vision_pass_gives_both_probe_features_and_zero_shot_embeddings(tiny_repo):
     """`encode` runs the tower once; its outputs are what transformers' own calls give, at any batch size."""
     import torch
@@ -192,6 +194,7 @@ def test_one_vision_pass_gives_both_probe_features_and_zero_shot_embeddings(tiny
     assert encoded.features.shape[0] == encoded.embeddings.shape[0] == 40
 
 
+@pytest.mark.slow
 def test_evaluation_does_not_depend_on_the_inference_batch(tiny_repo):
     mix = tiny_repo / "models" / "vlp" / "none"
     pairs = tiny_repo / "data" / "prepared" / "pairs.parquet"
@@ -203,6 +206,7 @@ def test_evaluation_does_not_depend_on_the_inference_batch(tiny_repo):
             assert aucs == pytest.approx(large["seeds"][seed]["linear_probe"]["auc"][fraction], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_scores_table_holds_what_the_eval_metrics_were_computed_from(tiny_repo):
     """`data/eval/<mix>/scores.parquet` (written by the pipeline): per seed, kind and label, the test images
     with their patients and targets, and scores whose AUCs are the ones in `metrics/eval/<mix>.json`."""

@@ -256,8 +256,17 @@ def test_ranks_from_the_launcher_environment(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name)
     assert Ranks.from_env() == Ranks(0, 1, 0) and Ranks().is_main
-    if not torch.cuda.is_available():  # half precision is for GPUs; a CPU run stays float32
-        assert Ranks().device == "cpu" and Ranks().dtype("float16") == torch.float32
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_device_and_half_precision_follow_the_machine(monkeypatch, gpu):
+    # Both branches on every machine: a rank uses its own GPU and the requested precision; a CPU run stays float32.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    ranks = Ranks(rank=3, world=4, local_rank=1)
+    assert ranks.device == ("cuda:1" if gpu else "cpu")
+    assert ranks.dtype("float32") == torch.float32
+    assert ranks.dtype("float16") == (torch.float16 if gpu else torch.float32)
+    assert ranks.dtype("bfloat16") == (torch.bfloat16 if gpu else torch.float32)
 
 
 # --------------------------------------------------------------------------------------- bad params

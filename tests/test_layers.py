@@ -1,5 +1,6 @@
-"""The layers contract (pyproject.toml, checked by `lint-imports` in CI) holds, and it is not a formality:
-a sideways import between pipeline packages, or an upward one, breaks it."""
+"""The layers contract (pyproject.toml, checked by `lint-imports` in CI) is exhaustive: a new module of the
+library must be placed in a layer, or the check fails. (That the current code keeps the contract is
+`lint-imports` itself, run by .ci/run.)"""
 
 from __future__ import annotations
 
@@ -26,28 +27,6 @@ def copy(tmp_path: Path) -> Path:
         shutil.copytree(REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
-
-
-def test_the_library_keeps_its_layers(copy: Path):
-    result = lint(copy)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "BROKEN" not in result.stdout
-
-
-@pytest.mark.parametrize(("module", "forbidden"), [
-    ("train/pretrain.py", "from pairaug.evaluate.run import evaluate_mix"),  # sideways: train → evaluate
-    ("generate/inter.py", "from pairaug.train.generator import fit_generator"),  # sideways: generate → train
-    ("measurement/zeroshot.py", "from pairaug.evaluate import run"),  # upwards: measurement → evaluate
-    ("data/schema.py", "from pairaug.models import clip"),  # upwards: data → models
-    ("io.py", "import stages.prepare"),  # the library importing a stage script
-])
-def test_a_forbidden_import_breaks_the_contract(copy: Path, module: str, forbidden: str):
-    path = copy / "src/pairaug" / module
-    path.write_text(path.read_text() + f"\n{forbidden}  # noqa\n")
-    result = lint(copy)
-    assert result.returncode != 0
-    importer = "pairaug." + module.removesuffix(".py").replace("/", ".")
-    assert "BROKEN" in result.stdout and importer in result.stdout, result.stdout
 
 
 def test_every_module_of_the_library_sits_in_a_layer(copy: Path):

@@ -38,8 +38,6 @@ from pairaug.models.scorer import ClipScorer, load_scorer
 from pairaug.train.generator import GeneratorConfig, fit_generator
 from pairaug.train.scorer import ScorerConfig, fit_scorer
 
-pytestmark = pytest.mark.slow  # uses the tiny pipeline's outputs as inputs
-
 
 def tiny_clip_tokenizer(max_length: int = 32) -> CLIPTokenizer:
     """A real CLIP BPE tokenizer over the 256 byte symbols plus a few merges (OpenAI's has 49,408 tokens)."""
@@ -103,6 +101,7 @@ def run_stage_script(repo: Path, script: str, *args: str, monkeypatch) -> None:
         runpy.run_path(str(repo / "stages" / script), run_name="__main__")
 
 
+@pytest.mark.slow  # uses the tiny pipeline's outputs as inputs
 def test_stable_diffusion_folder_runs_inter_generate(tmp_path, tiny_repo, sd_folder, monkeypatch):
     repo = repo_with_inputs(tmp_path / "repo", tiny_repo,
                             {"generator": {"checkpoint": str(sd_folder), "check": {"reports": 8}},
@@ -154,6 +153,7 @@ def test_stable_diffusion_folder_runs_inter_generate(tmp_path, tiny_repo, sd_fol
         assert load_gray(path).shape == (32, 32)  # stored at data.image_size, not the 64 px it was made at
 
 
+@pytest.mark.slow  # uses the tiny pipeline's outputs as inputs
 def test_clip_folder_is_adopted_as_the_scorer(tmp_path, tiny_repo, clip_folder, monkeypatch):
     repo = repo_with_inputs(tmp_path / "repo", tiny_repo, {"scorer": {"checkpoint": str(clip_folder)}},
                             "data/prepared", "data/pool")

@@ -6,10 +6,12 @@ import re
 import shutil
 
 import pandas as pd
+import pytest
 import yaml
 from conftest import run
 
 
+@pytest.mark.slow
 def test_prune_change_retrains_only_the_mixes_whose_pairs_changed(tiny_repo, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(tiny_repo, repo, symlinks=True)

@@ -189,9 +189,3 @@ def test_bad_params_name_the_key(data: dict, key: str) -> None:
     assert str(e.value).startswith(f"params.yaml: {key}:")
 
 
-def test_repo_params_parse() -> None:
-    import yaml
-    from conftest import REPO
-
-    cfg = from_dict(DataConfig, yaml.safe_load((REPO / "params.yaml").read_text())["data"], "data")
-    assert cfg.source == "phantom" and cfg.image_size % 8 == 0

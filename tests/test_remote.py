@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run
 
-pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=test@pairaug", "-c", "user.name=test"]
 
 
@@ -22,6 +21,7 @@ def test_default_remote_is_a_local_folder():
     assert "://" not in url and not Path(url).is_absolute()  # a folder, relative to .dvc/: no setup needed
 
 
+@pytest.mark.slow
 def test_push_clone_pull_leaves_nothing_to_reproduce(tiny_repo, tmp_path):
     origin = Path(shutil.copytree(tiny_repo, tmp_path / "origin", symlinks=True))
     remote = tmp_path / "remote"

@@ -458,8 +458,8 @@ def check_retention(cfg: RewriteConfig, task_stats: dict[str, TaskStats]) -> Non
         raise PairaugError(
             "rewrite: the rules backend kept too little of the source reports (" + "; ".join(low) + "). It edits "
             "the sentences it can parse and keeps the rest; these reports are worded in ways it cannot edit "
-            "cleanly. Real data deserves an LLM backend (rewrite.backend: openai or azure, see the README's "
-            "rewrite section); lower rewrite.min_retention only to accept these rewrites as they are.")
+            "cleanly. Real data deserves an LLM backend (rewrite.backend: openai or azure, see docs/rewrite.md, "
+            "'Which backend'); lower rewrite.min_retention only to accept these rewrites as they are.")
 
 
 def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats]) -> dict:
