@@ -22,7 +22,7 @@ CHANGE = "prune.inter_tau=0.35"
 def test_pipeline_times(benchmark, capsys):
     repo = clone(REPO)
     try:
-        result = benchmark.pedantic(measure, args=(repo, ["pretrain.seeds=[0]"], [CHANGE]), rounds=1, iterations=1)
+        result = benchmark.pedantic(measure, args=(repo, ["replicates=[0]"], [CHANGE]), rounds=1, iterations=1)
     finally:
         shutil.rmtree(repo.parent, ignore_errors=True)
     benchmark.extra_info.update({"stages": result["stages"], "noop_s": result["noop_s"],

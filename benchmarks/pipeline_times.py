@@ -1,6 +1,6 @@
 """Wall time of every pipeline stage, of a no-op `dvc repro`, and of a param change, measured in one run.
 
-    python benchmarks/pipeline_times.py --clone -S 'pretrain.seeds=[0]' --change prune.inter_tau=0.35
+    python benchmarks/pipeline_times.py --clone -S 'replicates=[0]' --change prune.inter_tau=0.35
     python benchmarks/pipeline_times.py --repo /tmp/copy --json times.json     # an existing workspace
 
 `--clone` runs on a fresh `git clone` of the repository's HEAD in a temporary folder (a clean checkout:

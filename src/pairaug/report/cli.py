@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SIZES = [25, 50, 100, 200]  # the measured curve (docs/results.md); ~65 min with 3 seeds on 2 cores
+DEFAULT_SIZES = [25, 50, 100, 200]  # the measured curve (docs/results.md); 3 replicates per size
 
 
 def _cmd_curve(args: argparse.Namespace) -> None:
