@@ -17,7 +17,7 @@ from pairaug.errors import ParamError
 from pairaug.params import section
 from pairaug.tracking.audit import parse_model_ref
 from pairaug.tracking.cli import render
-from pairaug.tracking.lineage import audit_pairs, flatten
+from pairaug.tracking.lineage import audit_pairs, flatten, prompt_versions
 from pairaug.tracking.runs import eval_metrics, not_fatal
 from pairaug.tracking.store import TrackingConfig, load_config, tracking_uri
 from pairaug.tracking.ui import KEY_METRICS, VIEW_KEY, VIEW_NAME
@@ -123,3 +123,19 @@ def test_runs_url_opens_the_runs_table(tmp_path):
         view = json.loads(tags[f"mlflow.sharedViewState.{VIEW_KEY}"])  # the saved view of the "Views" menu
         assert view["name"] == VIEW_NAME
         assert {f"metrics.`{m}`" for m in KEY_METRICS} <= set(json.loads(view["state"])["selectedColumns"])
+
+
+def test_a_run_records_the_prompts_of_its_own_manifest_only(tmp_path):
+    """The prompt URIs a pretrain run records come from the datasheet written for the very manifest it trained
+    on (its md5), for the rewrite tasks its synthetic branches came from."""
+    sheet = {"validated": {"mixes": {"pairaug": "md5-a"}},
+             "prompts": {"inter": {"prompt_sha": ["aaa"], "prompt_uri": ["prompts:/pairaug-rewrite-inter/2"]},
+                         "intra": {"prompt_sha": ["bbb"], "prompt_uri": ["prompts:/pairaug-rewrite-intra/1"]},
+                         "paraphrase": {"prompt_sha": ["ccc"], "prompt_uri": []}}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "datasheet.json").write_text(json.dumps(sheet))
+    got = prompt_versions(tmp_path, "pairaug", {"inter", "intra", "real_dup"}, "md5-a")
+    assert got == {"inter": {"sha": ["aaa"], "uri": ["prompts:/pairaug-rewrite-inter/2"]},
+                   "intra": {"sha": ["bbb"], "uri": ["prompts:/pairaug-rewrite-intra/1"]}}
+    assert prompt_versions(tmp_path, "pairaug", {"inter"}, "md5-other") == {}  # another manifest's datasheet
+    assert prompt_versions(tmp_path, "pairaug", {"image_only"}, "md5-a") == {}  # no rewritten report
