@@ -1,10 +1,12 @@
 """Redraw the README's screenshots from a repository (the default run's workspace and mlflow.db):
 
-    python docs/screenshots.py /path/to/repo      # writes docs/mlflow-runs.png, docs/mlflow-training-curve.png
+    python docs/screenshots.py /path/to/repo      # writes docs/mlflow-runs.png, docs/mlflow-training-curve.png,
+                                                  # docs/mlflow-prompts.png
     python docs/screenshots.py /path/to/repo --only review    # writes docs/review.png
 
 Serves the store with `pairaug ui`, opens its runs-table link in Debian's Chromium (Playwright), and
-takes the runs table and the first `pairaug` run's live-logged `valid_score` curve; serves the
+takes the runs table as the link lands on it (no "shared view" banner), the first `pairaug` run's
+live-logged `valid_score` curve, and the Prompt Registry page with the rewrite instructions; serves the
 workspace with `pairaug review` (it records nothing: no key is pressed) and takes a page of intra pairs.
 """
 
@@ -81,15 +83,21 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1600, "height": 900})
             page.goto(url)
             page.get_by_text("pairaug-seed0", exact=True).first.wait_for(timeout=120_000)
-            page.get_by_text("zeroshot.mean_auc").first.wait_for(timeout=60_000)
             page.locator('[aria-label="Close"]').last.click(timeout=10_000)  # MLflow 3's assistant side panel
             time.sleep(2)
+            if page.get_by_text("viewing a shared view").count():
+                sys.exit("the runs table opened under MLflow's shared-view banner")
             page.screenshot(path=str(DOCS / "mlflow-runs.png"))
             page.goto(f"{url.split('#')[0]}#/experiments/{exp_id}/runs/{run_id}/model-metrics")
             page.get_by_placeholder("Search metric charts").fill("valid_score")
             time.sleep(5)
             curve = DOCS / "mlflow-training-curve.png"
             page.screenshot(path=str(curve))
+            page.goto(f"{url.split('#')[0]}#/prompts")
+            for task in ("inter", "intra", "paraphrase"):
+                page.get_by_text(f"pairaug-rewrite-{task}", exact=True).first.wait_for(timeout=60_000)
+            time.sleep(2)
+            page.screenshot(path=str(DOCS / "mlflow-prompts.png"))
             browser.close()
         Image.open(curve).crop((0, 0, 1600, 640)).save(curve)
     finally:

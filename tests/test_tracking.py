@@ -17,10 +17,10 @@ from pairaug.errors import ParamError
 from pairaug.params import section
 from pairaug.tracking.audit import parse_model_ref
 from pairaug.tracking.cli import render
-from pairaug.tracking.lineage import audit_pairs, flatten
+from pairaug.tracking.lineage import audit_pairs, flatten, prompt_versions
 from pairaug.tracking.runs import eval_metrics, not_fatal
 from pairaug.tracking.store import TrackingConfig, load_config, tracking_uri
-from pairaug.tracking.ui import KEY_METRICS
+from pairaug.tracking.ui import KEY_METRICS, VIEW_KEY, VIEW_NAME
 
 
 def test_tracking_uri_is_absolute_from_the_repo_root(tmp_path, monkeypatch):
@@ -102,7 +102,8 @@ def _ui_routes(base: str) -> tuple[str, bool]:
 @pytest.mark.slow
 def test_runs_url_opens_the_runs_table(tmp_path):
     """`pairaug ui` on a fresh repository: the link it prints is, by the routes of the MLflow UI that it started,
-    the runs tab of the configured experiment, and names the saved view holding the key metrics as columns."""
+    the runs tab of the configured experiment, with no share key (no banner), and the experiment holds the saved
+    view with the key metrics as columns."""
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ("params.yaml", "dvc.yaml"):
@@ -116,7 +117,25 @@ def test_runs_url_opens_the_runs_table(tmp_path):
         api = f"{base}/ajax-api/2.0/mlflow/experiments/get?experiment_id={match['experimentId']}"
         experiment = json.loads(urllib.request.urlopen(api, timeout=30).read())["experiment"]
         assert experiment["name"] == load_config(repo / "params.yaml").experiment
-        key = parse_qs(query)["viewStateShareKey"]
+        # No share key: MLflow would open the table under its "You're viewing a shared view" banner.
+        assert "viewStateShareKey" not in parse_qs(query) and parse_qs(query)["workflowType"] == ["machine_learning"]
         tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
-        view = json.loads(tags[f"mlflow.sharedViewState.{key[0]}"])
-        assert {f"metrics.`{m}`" for m in KEY_METRICS} <= set(view["selectedColumns"])
+        view = json.loads(tags[f"mlflow.sharedViewState.{VIEW_KEY}"])  # the saved view of the "Views" menu
+        assert view["name"] == VIEW_NAME
+        assert {f"metrics.`{m}`" for m in KEY_METRICS} <= set(json.loads(view["state"])["selectedColumns"])
+
+
+def test_a_run_records_the_prompts_of_its_own_manifest_only(tmp_path):
+    """The prompt URIs a pretrain run records come from the datasheet written for the very manifest it trained
+    on (its md5), for the rewrite tasks its synthetic branches came from."""
+    sheet = {"validated": {"mixes": {"pairaug": "md5-a"}},
+             "prompts": {"inter": {"prompt_sha": ["aaa"], "prompt_uri": ["prompts:/pairaug-rewrite-inter/2"]},
+                         "intra": {"prompt_sha": ["bbb"], "prompt_uri": ["prompts:/pairaug-rewrite-intra/1"]},
+                         "paraphrase": {"prompt_sha": ["ccc"], "prompt_uri": []}}}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "datasheet.json").write_text(json.dumps(sheet))
+    got = prompt_versions(tmp_path, "pairaug", {"inter", "intra", "real_dup"}, "md5-a")
+    assert got == {"inter": {"sha": ["aaa"], "uri": ["prompts:/pairaug-rewrite-inter/2"]},
+                   "intra": {"sha": ["bbb"], "uri": ["prompts:/pairaug-rewrite-intra/1"]}}
+    assert prompt_versions(tmp_path, "pairaug", {"inter"}, "md5-other") == {}  # another manifest's datasheet
+    assert prompt_versions(tmp_path, "pairaug", {"image_only"}, "md5-a") == {}  # no rewritten report

@@ -17,7 +17,7 @@ from conftest import run
 from mlflow import MlflowClient
 
 from pairaug.io import md5_file
-from pairaug.tracking.lineage import flatten
+from pairaug.tracking.lineage import flatten, split_rows
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=test@pairaug", "-c", "user.name=test"]
@@ -78,6 +78,17 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
             assert digests["review_decisions"] == lock_dep_md5(lock, "prune", "review/decisions.csv")
         else:
             assert "review_decisions" not in digests
+        # the split the metrics were computed on, as an evaluation input (its rows' md5)
+        (evaluation,) = [i for i in r.inputs.dataset_inputs if {t.key: t.value for t in i.tags}.get(
+            "mlflow.data.context") == "evaluation"]
+        assert evaluation.dataset.name == "test_split"
+        assert evaluation.dataset.digest == split_rows(tiny_repo / "data/prepared/pairs.parquet", "test")[1]
+        # the rewrite instructions its synthetic reports came from: hash and registry URI, linked to the run
+        tasks = {"inter": ["inter"], "intra": ["intra"], "pairaug": ["inter", "intra"], "text_only": ["paraphrase"]}
+        for task in tasks.get(mix, []):
+            assert r.data.tags[f"rewrite.{task}.prompt_uri"] == f"prompts:/pairaug-rewrite-{task}/1"
+            assert len(r.data.tags[f"rewrite.{task}.prompt_sha"]) == 12
+            assert f'"pairaug-rewrite-{task}"' in r.data.tags["mlflow.linkedPrompts"]
         assert "zeroshot.mean_auc" in r.data.metrics and "linear_probe.100pct.mean_auc" in r.data.metrics
         curve = client.get_metric_history(r.info.run_id, "train_loss")
         assert len(curve) >= 2 and len({m.step for m in curve}) == len(curve)
@@ -89,6 +100,9 @@ def test_every_mix_logs_one_complete_run(tiny_repo):
         assert sheet == {"audit/datasheet/datasheet.md", "audit/datasheet/datasheet.json"}, (mix, paths)
     versions = client.search_model_versions(f"name = '{params['tracking']['registered_model']}'")
     assert sorted(v.tags["mix"] for v in versions) == sorted(params["pretrain"]["mixes"])
+    # the three rewrite instructions, registered once each
+    for task in params["rewrite"]["tasks"]:
+        assert len(client.search_prompt_versions(f"pairaug-rewrite-{task}")) == 1
 
 
 def test_the_registered_model_loads_as_a_pyfunc_and_embeds_text(tiny_repo, tmp_path):

@@ -101,7 +101,9 @@ def prompts(rewritten: Path, texts: dict[str, dict[str, str]]) -> dict:
         shas = values("prompt_sha")
         given = texts.get(task) or {}
         text = given.get("text") if given.get("sha") in shas else None
-        out[task] = {"prompt_sha": shas, "text": text, "backend": values("backend"), "model": values("model"),
+        # prompt_uri: the version in MLflow's Prompt Registry (none when the rewrite ran with tracking off)
+        out[task] = {"prompt_sha": shas, "prompt_uri": values("prompt_uri"), "text": text,
+                     "backend": values("backend"), "model": values("model"),
                      "rows": len(df), "ok": int((df["status"] == "ok").sum()) if "status" in df.columns else len(df)}
     return out
 
@@ -234,12 +236,12 @@ def render(sheet: dict) -> str:
     lines += ["", f"Review: {reviewed} pairs reviewed" + (f" (column `{c['review_column']}` of data/pruned/candidates."
                                                            "parquet)" if c["review_column"] else
                                                            " (no review recorded in data/pruned/candidates.parquet)")
-              + ".", "", "## 3. Prompts", "", "| task | backend / model | prompt hash | rows ok | instruction |",
-              "|---|---|---|---|---|"]
+              + ".", "", "## 3. Prompts", "", "| task | backend / model | prompt hash | registry URI | rows ok | instruction |",
+              "|---|---|---|---|---|---|"]
     for task, p in sheet["prompts"].items():
         text = (p["text"] or "–").replace("|", "\\|")
         lines.append(f"| {task} | {_fmt(p['backend'])} / {_fmt(p['model'])} | {_fmt(p['prompt_sha'])} | "
-                     f"{p['ok']} of {p['rows']} | {text} |")
+                     f"{_fmt(p.get('prompt_uri') or [])} | {p['ok']} of {p['rows']} | {text} |")
     m = sheet["models"]
     lines += ["", "## 4. Models and fingerprints", "",
               f"- rewriter: {_fmt(m['rewriter'])}", f"- scorer (pruning, memorisation check): `{_fmt(m['scorer_sha'])}`",

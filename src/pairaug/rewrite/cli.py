@@ -30,6 +30,8 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
     from pairaug.io import clean_arg, read_stdin_text
     from pairaug.params import load_params, section
     from pairaug.rewrite.config import RewriteConfig
+    from pairaug.rewrite.prompts import is_registry_uri
+    from pairaug.rewrite.registry import RegistryTarget
     from pairaug.rewrite.run import preview
 
     params = load_params(args.params)
@@ -40,7 +42,13 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
     if not text.strip():
         raise InputError("no report text given (pass it as an argument or on stdin)")
     seed = args.seed if args.seed is not None else int(params.get("seed", 0))
-    out = preview(cfg, seed, args.task, text.strip(), use_cache=not args.no_cache)
+    registry = None
+    if is_registry_uri(cfg.prompt_overrides().get(args.task)):
+        import mlflow
+
+        # MLflow's own default store ($MLFLOW_TRACKING_URI, else ./mlflow.db: the repository's from its root)
+        registry = RegistryTarget(mlflow.get_tracking_uri(), None, register=False, trace=False)
+    out = preview(cfg, seed, args.task, text.strip(), use_cache=not args.no_cache, registry=registry)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -49,7 +57,8 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
         return
     src, new = out["source_labels"], out["labels"]
     origin = " (from cache)" if out["from_cache"] else ""
-    print(f"{args.task} · {out['backend']} · {out['model']} · prompt {out['prompt_sha']}{origin}")
+    uri = f" ({out['prompt_uri']})" if out.get("prompt_uri") else ""
+    print(f"{args.task} · {out['backend']} · {out['model']} · prompt {out['prompt_sha']}{uri}{origin}")
     if out["status"] != "ok":
         raise PairaugError(f"rewrite failed: {out['reason']}")  # exit 2: a script must not take it for a rewrite
     print(out["report_new"] + ("   [cut to rewrite.max_words]" if out["truncated"] else ""))

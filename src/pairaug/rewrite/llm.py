@@ -18,6 +18,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pairaug.errors import PairaugError
@@ -56,6 +57,10 @@ class _Attempt:
     kind: str  # transient | bad_answer | rejected
     reason: str
     retry_after: float | None = None
+
+
+# (attempt number, the call making the request, the messages sent) -> the call's result
+AttemptHook = Callable[[int, Callable[[], "Answer | _Attempt"], list[dict]], "Answer | _Attempt"]
 
 
 @dataclass
@@ -150,8 +155,11 @@ class ChatBackend:
 
     # ------------------------------------------------------------ one report
 
-    def rewrite(self, instruction: str, report: str) -> Answer:
-        """Rewrite one report, retrying what is worth retrying; never raises for a per-report failure."""
+    def rewrite(self, instruction: str, report: str, once: AttemptHook | None = None) -> Answer:
+        """Rewrite one report, retrying what is worth retrying; never raises for a per-report failure.
+
+        `once(attempt, call, messages)`, when given, makes each attempt (`call()`) and returns its result:
+        the tracer (pairaug.rewrite.traces) records it as a span."""
         cfg = self.cfg
         out = Answer("failed")
         for attempt in range(cfg.max_retries + 1):
@@ -161,7 +169,10 @@ class ChatBackend:
                 out.transient = True
                 return out
             out.requests += 1
-            result = self._once(instruction, report)
+            if once is None:
+                result = self._once(instruction, report)
+            else:
+                result = once(attempt + 1, lambda: self._once(instruction, report), self.messages(instruction, report))
             if isinstance(result, Answer):
                 result.requests, result.retries = out.requests, out.retries
                 return result
@@ -181,13 +192,18 @@ class ChatBackend:
             out.reason = f"after {out.requests} attempts: {out.reason}"
         return out
 
+    @staticmethod
+    def messages(instruction: str, report: str) -> list[dict]:
+        """The paper's request: the instruction as the system message, the report as the user message."""
+        return [{"role": "system", "content": instruction}, {"role": "user", "content": report}]
+
     def _once(self, instruction: str, report: str) -> Answer | _Attempt:
         openai = self._openai
         s = self.cfg.sampling
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": "system", "content": instruction}, {"role": "user", "content": report}],
+                messages=self.messages(instruction, report),
                 temperature=s.temperature, max_tokens=s.max_tokens, top_p=s.top_p, n=1,
             )
         except openai.APITimeoutError:

@@ -8,6 +8,10 @@ records the rest as not attempted. Answers longer than `max_words` are cut at a 
 reports shorter than `min_words` are skipped. Every train pair gets a row: `ok`, `failed` (with the
 reason), `skipped_short` or `unchanged` (the answer is the source report itself: no new pair, and the
 quality gate would refuse it) — nothing is dropped silently.
+
+With an MLflow store (`registry`, opened by the stage): the instructions are registered in the Prompt
+Registry and each row records its prompt's URI beside the hash (pairaug.rewrite.registry); each LLM
+request is a trace where the store may hold reports (pairaug.rewrite.traces).
 """
 
 from __future__ import annotations
@@ -35,14 +39,16 @@ from pairaug.io import atomic_path, repo_root, seed_from, stable_hash, write_jso
 from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.llm import Answer, ChatBackend
-from pairaug.rewrite.prompts import Prompt, get_prompt
+from pairaug.rewrite.prompts import Prompt, get_prompt, is_registry_uri
+from pairaug.rewrite.registry import RegistryTarget, load_registered, register_prompts, resolve_prompts
 from pairaug.rewrite.retention import Retention, compare, summarise
 from pairaug.rewrite.rules import RulesRewriter
+from pairaug.rewrite.traces import Tracer, flush, tracer_for
 
 log = logging.getLogger("pairaug.rewrite")
 
 COLUMNS: tuple[str, ...] = (
-    "source_pair_id", "task", "report_new", *LABELS, "backend", "model", "prompt_sha", "cache_key",
+    "source_pair_id", "task", "report_new", *LABELS, "backend", "model", "prompt_sha", "prompt_uri", "cache_key",
     "prompt_tokens", "completion_tokens", "status", "reason", "truncated",
 )
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
@@ -193,14 +199,15 @@ def _row(pair_id: str, task: str, text: str | None, labels: dict | None, backend
          key: str, pt: int, ct: int, status: str, reason: str | None, truncated: bool) -> dict:
     row = {"source_pair_id": pair_id, "task": task, "report_new": text}
     row.update({lab: (labels or {}).get(lab) for lab in LABELS})
-    row.update(backend=backend, model=model, prompt_sha=prompt.sha, cache_key=key, prompt_tokens=pt,
+    row.update(backend=backend, model=model, prompt_sha=prompt.sha, prompt_uri=prompt.uri, cache_key=key, prompt_tokens=pt,
                completion_tokens=ct, status=status, reason=reason, truncated=truncated)
     return row
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(COLUMNS))
-    for col in ("source_pair_id", "task", "report_new", "backend", "model", "prompt_sha", "cache_key", "status", "reason"):
+    for col in ("source_pair_id", "task", "report_new", "backend", "model", "prompt_sha", "prompt_uri", "cache_key",
+                "status", "reason"):
         df[col] = df[col].astype("string")
     for lab in LABELS:
         df[lab] = df[lab].astype("Int8")
@@ -213,9 +220,17 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
 # ---------------------------------------------------------------- one task
 
 
+def _prompt(cfg: RewriteConfig, task: str, prompt: Prompt | None) -> Prompt:
+    if prompt is not None:
+        return prompt
+    if is_registry_uri(cfg.prompt_overrides().get(task)):
+        return load_registered(task, cfg.prompt_overrides()[task], None)  # raises: no store to load it from
+    return get_prompt(task, cfg.prompt_overrides())
+
+
 def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.DataFrame, seed: int,
-                  progress: bool = True) -> tuple[pd.DataFrame, TaskStats]:
-    prompt = get_prompt(task, cfg.prompt_overrides())
+                  progress: bool = True, prompt: Prompt | None = None) -> tuple[pd.DataFrame, TaskStats]:
+    prompt = _prompt(cfg, task, prompt)
     stats = TaskStats(task, rows=len(pairs))
     rows, src_labels, new_labels = [], [], []
     for pair_id, report in tqdm(list(zip(pairs["pair_id"], pairs["report"])), desc=f"rewrite {task}", unit="report",
@@ -245,8 +260,9 @@ def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.Da
 
 
 def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.DataFrame, cache: ResponseCache,
-                progress: bool = True) -> tuple[pd.DataFrame, TaskStats]:
-    prompt = get_prompt(task, cfg.prompt_overrides())
+                progress: bool = True, prompt: Prompt | None = None,
+                tracer: Tracer | None = None) -> tuple[pd.DataFrame, TaskStats]:
+    prompt = _prompt(cfg, task, prompt)
     sampling = backend.sampling()
     stats = TaskStats(task, rows=len(pairs))
     ids = [str(x) for x in pairs["pair_id"]]
@@ -260,7 +276,8 @@ def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.D
     stats.deduplicated = sum(not s for s in short) - len(wanted)
 
     answers: dict[str, CachedAnswer] = {}
-    for k, a in cache.get_many(wanted).items():
+    cached = cache.get_many(wanted)
+    for k, a in cached.items():
         if a.status == "ok" or not cfg.retry_failed:
             answers[k] = a
     stats.cache_hits = len(answers)
@@ -269,7 +286,13 @@ def rewrite_llm(backend: ChatBackend, cfg: RewriteConfig, task: str, pairs: pd.D
     if todo:
         log.info("rewrite %s: %d reports, %d from the cache, %d to request from %s (concurrency %d)", task,
                  len(wanted), stats.cache_hits, len(todo), backend.describe(), cfg.concurrency)
-        _request_all(backend, cfg, prompt, todo, wanted, cache, answers, failures, stats, progress)
+        sources: dict[str, list[str]] = {}  # key -> the pairs whose report it is (for the traces)
+        for k, pid, s in zip(keys, ids, short):
+            if not s:
+                sources.setdefault(k, []).append(pid)
+        # A trace says why the report was asked: not in the cache, or a cached failure asked again.
+        requests = {k: (sources[k], "retry_failed" if k in cached else "miss") for k in todo}
+        _request_all(backend, cfg, prompt, todo, wanted, cache, answers, failures, stats, progress, tracer, requests)
 
     ok_texts: dict[str, tuple[str, bool]] = {k: limit_words(a.text or "", cfg.max_words)
                                              for k, a in answers.items() if a.status == "ok"}
@@ -313,7 +336,8 @@ def _reason_kind(reason: str | None) -> str:
 
 def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo: list[str], wanted: dict[str, str],
                  cache: ResponseCache, answers: dict[str, CachedAnswer], failures: dict[str, Answer],
-                 stats: TaskStats, progress: bool) -> None:
+                 stats: TaskStats, progress: bool, tracer: Tracer | None = None,
+                 requests: dict[str, tuple[list[str], str]] | None = None) -> None:
     """Ask for every key in `todo` with at most `cfg.concurrency` requests in flight."""
     abort = backend.abort
     abort.clear()
@@ -332,7 +356,11 @@ def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo:
                                                     f"failures (last: {last_reason})", final=False)
             bar.update(1)
             return True
-        pending[pool.submit(backend.rewrite, prompt.text, wanted[key])] = key
+        if tracer is not None:
+            pair_ids, why = (requests or {}).get(key, ([], "miss"))
+            pending[pool.submit(tracer.rewrite, prompt, wanted[key], pair_ids, why)] = key
+        else:
+            pending[pool.submit(backend.rewrite, prompt.text, wanted[key])] = key
         return True
 
     try:
@@ -379,9 +407,11 @@ def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo:
 
 def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/prepared/pairs.parquet",
                 out_dir: str | Path = "data/rewritten", metrics_path: str | Path | None = "metrics/rewrite.json",
-                *, progress: bool = True) -> dict:
+                *, progress: bool = True, registry: RegistryTarget | None = None) -> dict:
     """Rewrite the train split for every configured task (and `valid_reports` valid reports for IntraAug,
-    `intra_valid`); write the manifests and metrics; return metrics."""
+    `intra_valid`); write the manifests and metrics; return metrics.
+
+    `registry`: the MLflow store for the Prompt Registry and the traces (None: tracking off, as offline)."""
     pairs = read_pairs(pairs_path)
     train = pairs[pairs["split"] == "train"].reset_index(drop=True)
     valid = pairs[pairs["split"] == "valid"]
@@ -391,8 +421,11 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
         train = train.head(cfg.limit)
     if train.empty:
         raise PairaugError(f"no train pairs to rewrite in {pairs_path}")
+    # Before the backend: a registry URI in params that cannot be loaded fails before anything is sent.
+    prompts = register_prompts(resolve_prompts(list(cfg.tasks), cfg.prompt_overrides(), registry), registry)
     backend = make_backend(cfg, seed)
     cache = ResponseCache(cache_path(cfg)) if isinstance(backend, ChatBackend) else None
+    tracer = tracer_for(backend, registry, cfg.private_hosts) if isinstance(backend, ChatBackend) else None
     started = time.monotonic()
     frames: dict[str, pd.DataFrame] = {}
     task_stats: dict[str, TaskStats] = {}
@@ -402,9 +435,11 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
     try:
         for name, task, source in jobs:
             if isinstance(backend, ChatBackend):
-                frames[name], task_stats[name] = rewrite_llm(backend, cfg, task, source, cache, progress)
+                frames[name], task_stats[name] = rewrite_llm(backend, cfg, task, source, cache, progress,
+                                                             prompts[task], tracer)
             else:
-                frames[name], task_stats[name] = rewrite_rules(backend, cfg, task, source, seed, progress)
+                frames[name], task_stats[name] = rewrite_rules(backend, cfg, task, source, seed, progress,
+                                                               prompts[task])
             s = task_stats[name]
             log.info("rewrite %s: %d ok, %d failed, %d skipped (short), %d truncated; %d requests, %d retries, "
                      "%d cache hits", name, s.ok, s.failed, s.skipped_short, s.truncated, s.requests, s.retries,
@@ -414,12 +449,15 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
             cache.close()
         if isinstance(backend, ChatBackend):
             backend.close()
+        if tracer is not None:
+            flush()
+            log.info("rewrite: %d LLM request(s) traced in MLflow", tracer.traced)
 
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for task, df in frames.items():
             write_parquet(df, tmp / f"{task}.parquet")
-    metrics = build_metrics(cfg, backend, task_stats)
+    metrics = build_metrics(cfg, backend, task_stats, prompts)
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     log.info("rewrite: done in %.1f s; %d requests, %d cache hits, %d failed, est. cost $%.4f",
@@ -462,7 +500,8 @@ def check_retention(cfg: RewriteConfig, task_stats: dict[str, TaskStats]) -> Non
             "'Which backend'); lower rewrite.min_retention only to accept these rewrites as they are.")
 
 
-def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats]) -> dict:
+def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats],
+                  prompts: dict[str, Prompt] | None = None) -> dict:
     tasks = {t: s.as_dict(cfg) for t, s in task_stats.items()}
     total = lambda name: sum(t[name] for t in tasks.values())  # noqa: E731
     return {
@@ -483,18 +522,23 @@ def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, Tas
         "estimated_cost_usd": round(sum(s.cost(cfg) for s in task_stats.values()), 6),
         "price_per_1k": {"prompt": cfg.price.prompt_per_1k, "completion": cfg.price.completion_per_1k},
         "tasks": tasks,
+        # each task's instruction: its hash, and its version in MLflow's Prompt Registry (null: tracking off)
+        "prompts": {t: {"sha": p.sha, "uri": p.uri} for t, p in (prompts or {}).items()},
     }
 
 
 # ---------------------------------------------------------------- one report (CLI preview)
 
 
-def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache: bool = True) -> dict:
-    """Rewrite one report with the configured backend, as the stage would; nothing is written but the cache."""
-    prompt = get_prompt(task, cfg.prompt_overrides())
+def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache: bool = True,
+            registry: RegistryTarget | None = None) -> dict:
+    """Rewrite one report with the configured backend, as the stage would; nothing is written but the cache
+    (`registry`: the store a `prompts:/` URI in params is loaded from; nothing is registered or traced)."""
+    prompt = resolve_prompts([task], cfg.prompt_overrides(), registry)[task]
     backend = make_backend(cfg, seed)
     source_labels = label_report(report)
     out = {"task": task, "backend": backend.name, "model": backend.model, "prompt_sha": prompt.sha,
+           "prompt_uri": prompt.uri,
            "source_labels": source_labels, "from_cache": False, "truncated": False, "reason": None}
     if isinstance(backend, RulesRewriter):
         pair_id = stable_hash("preview", report)

@@ -22,7 +22,7 @@ from pairaug.io import atomic_path, repo_root
 from pairaug.tracking import audit as auditing
 from pairaug.tracking.registry import delete_alias, model_versions, set_alias
 from pairaug.tracking.store import display_uri, load_config, tracking_uri
-from pairaug.tracking.ui import runs_url, runs_view
+from pairaug.tracking.ui import VIEW_NAME, prompts_url, runs_url, runs_view
 
 # ---------------------------------------------------------------------------------------------- audit
 
@@ -130,10 +130,10 @@ def _cmd_ui(args: argparse.Namespace) -> None:
     cfg = load_config(root / "params.yaml")
     uri = tracking_uri(root)
     if uri.startswith(("http://", "https://")):  # a team server: nothing to start, just the link
-        exp_id, key = runs_view(cfg, root)
-        print(runs_url(display_uri(uri), exp_id, key), flush=True)
+        exp_id = runs_view(cfg, root)
+        print(runs_url(display_uri(uri), exp_id), flush=True)
         return
-    exp_id, key = runs_view(cfg, root)  # creates the store and experiment if this is the first use
+    exp_id = runs_view(cfg, root)  # creates the store and experiment if this is the first use
     if not _free_port(args.host, args.port):
         raise InputError(f"port {args.port} on {args.host} is in use (choose another with --port)")
     base = f"http://{args.host}:{args.port}"
@@ -148,9 +148,10 @@ def _cmd_ui(args: argparse.Namespace) -> None:
     try:
         if not _wait_ready(base, proc, args.wait):
             raise InputError(f"mlflow ui did not start on {base} within {args.wait:.0f} s (exit code {proc.poll()})")
-        print(f"MLflow UI on {base} (store {uri}); the runs of experiment {cfg.experiment!r}, key metrics as columns:",
+        print(f"MLflow UI on {base} (store {uri}); the runs of experiment {cfg.experiment!r}:", flush=True)
+        print(runs_url(base, exp_id), flush=True)
+        print(f"Views > {VIEW_NAME!r} shows the key metrics as columns; the rewrite prompts: {prompts_url(base)}",
               flush=True)
-        print(runs_url(base, exp_id, key), flush=True)
         print("Ctrl-C stops it.", flush=True)
         proc.wait()
     except KeyboardInterrupt:

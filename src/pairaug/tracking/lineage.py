@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,30 @@ def decisions_input(lock: dict, workspace: Path) -> dict[str, str]:
     if md5 is None and (workspace / DECISIONS_FILE).exists():
         md5 = md5_file(workspace / DECISIONS_FILE)
     return {DECISIONS_FILE: md5} if md5 else {}
+
+
+# The rewrite task whose instruction made a synthetic branch's reports (image_only keeps the source report)
+TASK_OF_BRANCH = {"inter": "inter", "intra": "intra", "paraphrase": "paraphrase"}
+
+
+def prompt_versions(workspace: Path, mix: str, branches: set[str], manifest_md5: str | None) -> dict[str, dict]:
+    """{task: {"sha": [...], "uri": [...]}}: the rewrite instructions the mix's synthetic reports came from, their
+    hashes and Prompt Registry URIs, as the datasheet `validate` wrote for this very manifest (its md5) records
+    them; {} when it describes another manifest, or none."""
+    sheet_path = workspace / DATASHEET[1]
+    if not manifest_md5 or not sheet_path.exists():
+        return {}
+    try:
+        sheet = json.loads(sheet_path.read_text())
+    except json.JSONDecodeError:
+        return {}
+    if (sheet.get("validated") or {}).get("mixes", {}).get(mix) != manifest_md5:
+        return {}
+    out = {}
+    for task in sorted({TASK_OF_BRANCH[b] for b in branches if b in TASK_OF_BRANCH}):
+        entry = (sheet.get("prompts") or {}).get(task) or {}
+        out[task] = {"sha": list(entry.get("prompt_sha") or []), "uri": list(entry.get("prompt_uri") or [])}
+    return out
 
 
 def synthetic_manifest(mix: str) -> str:
@@ -257,6 +281,14 @@ def audit_pairs(training_pairs: pd.DataFrame, validated: pd.DataFrame | None,
     return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
 
 
+def split_rows(pairs_path: str | Path, split: str) -> tuple[pd.DataFrame, str]:
+    """The rows of one split of the real pairs (sorted by pair id) and their md5: the hash of those rows
+    written as CSV, so it changes exactly when a pair, image path, label or report of the split does."""
+    pairs = read_table(pairs_path)
+    rows = pairs[pairs["split"] == split].sort_values("pair_id").reset_index(drop=True)
+    return rows, hashlib.md5(rows.to_csv(index=False).encode()).hexdigest()
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """A Parquet table (a mix's training pairs, a manifest); a damaged one is an InputError naming the file."""
     try:
@@ -277,6 +309,7 @@ class TrainingRecord:
     inputs: dict[str, str]  # manifest path → md5
     audit: pd.DataFrame
     lineage: dict
+    prompts: dict[str, dict] = field(default_factory=dict)  # rewrite task → {"sha": [...], "uri": [...]}
 
 
 def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str | Path = ".",
@@ -297,6 +330,7 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == md5_file(syn_path):
         validated = read_table(syn_path)
     audit = audit_pairs(training, validated)
+    prompts = prompt_versions(workspace, mix, set(training["branch"]) - {"real"}, inputs.get(syn_rel))
     if not (training["branch"] != "real").any():
         inputs = {k: v for k, v in inputs.items() if k != syn_rel}  # `none` trains on real pairs only
     else:  # the review decisions chose among the synthetic pairs: they are an input of the model too
@@ -305,8 +339,9 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     for seed_dir in sorted(mix_dir.glob("seed-*")):
         seed = int(seed_dir.name.removeprefix("seed-"))
         tags = run_tags(mix, seed, weights_sha256(seed_dir), stage, workspace)
-        lineage = {"mix": mix, "seed": seed, "stage": stage, "inputs": inputs,
+        lineage = {"mix": mix, "seed": seed, "stage": stage, "inputs": inputs, "prompts": prompts,
                    "dvc_outs": {p: m for p, m in lock_outs(lock).items() if p.startswith("data/")},
                    **{k: tags[k] for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev", "weights_sha256")}}
-        records.append(TrainingRecord(mix, seed, seed_dir, {k: v for k, v in params.items()}, tags, inputs, audit, lineage))
+        records.append(TrainingRecord(mix, seed, seed_dir, {k: v for k, v in params.items()}, tags, inputs, audit, lineage,
+                                      prompts))
     return records

@@ -50,6 +50,7 @@ from pairaug.tracking.lineage import (
     lock_dep,
     read_lock,
     run_tags,
+    split_rows,
     stage_params,
     synthetic_manifest,
     training_records,
@@ -128,6 +129,7 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
         # The digest is the file's md5: the hash dvc.lock records, so `dvc` and MLflow name one file alike.
         ds = MetaDataset(source=_dataset_source(workspace / path), name=name, digest=md5)
         mlflow.log_input(ds, context="training", tags={"path": path})
+    _log_prompts(client, run_id, rec.prompts)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = Path(tmp) / "synthetic_pairs.parquet"
         rec.audit.to_parquet(pairs, index=False)
@@ -148,6 +150,20 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
             client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")
     if log_the_model and cfg.log_model:
         log_model(client, run_id, rec.seed_dir, cfg, rec.tags)
+
+
+def _log_prompts(client: MlflowClient, run_id: str, prompts: dict[str, dict]) -> None:
+    """The rewrite instructions behind the run's synthetic reports: tags `rewrite.<task>.prompt_sha` and
+    `.prompt_uri` side by side, and each version linked to the run (MLflow's own record: the run page lists
+    it, the prompt page lists the run). A version this store does not hold is tagged, not linked."""
+    for task, p in prompts.items():
+        client.set_tag(run_id, f"rewrite.{task}.prompt_sha", ",".join(p["sha"]))
+        client.set_tag(run_id, f"rewrite.{task}.prompt_uri", ",".join(p["uri"]))
+        for uri in p["uri"]:
+            try:
+                client.link_prompt_version_to_run(run_id, uri)
+            except Exception as e:  # noqa: BLE001 - registered in another store (a pulled workspace)
+                log.debug("prompt %s not linked to run %s: %s", uri, run_id, e)
 
 
 def datasheet_describes(workspace: Path, mix: str, manifest_md5: str) -> bool:
@@ -315,6 +331,7 @@ def log_evaluate(mix: str, cfg: TrackingConfig, mix_dir: str | Path, result: dic
         recorded = {p: lock_dep(lock, f"pretrain@{mix}", p) for p in (REAL_MANIFEST, synthetic_manifest(mix))}
         records = None
         ids = []
+        evaluation = _evaluation_input(workspace / REAL_MANIFEST, "test")  # evaluate scores the test split
         for seed_dir in sorted(Path(mix_dir).glob("seed-*")):
             seed = int(seed_dir.name.removeprefix("seed-"))
             sha = weights_sha256(seed_dir)
@@ -345,11 +362,27 @@ def log_evaluate(mix: str, cfg: TrackingConfig, mix_dir: str | Path, result: dic
                     client.set_tag(run_id, f"evaluate.{k}", here[k])
             _log_eval_metrics(client, run_id, result["seeds"].get(str(seed), {}),
                               [r for r in roc if str(r.get("seed")) == str(seed)], f"{mix} seed {seed}")
+            client.log_inputs(run_id, datasets=[evaluation])
             client.set_tag(run_id, "evaluated", "true")
             ids.append(run_id)
         out.run_ids = tuple(ids)
         log.info("MLflow: logged the evaluation of %s into %d run(s) at %s", mix, len(ids), display_uri(uri))
     return out
+
+
+def _evaluation_input(pairs_path: Path, split: str):
+    """The split the metrics were computed on as an `evaluation` dataset input: its rows' md5 as digest
+    (pairaug.tracking.lineage.split_rows), its schema and row count; the reports themselves are not logged."""
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    rows, md5 = split_rows(pairs_path, split)
+    ds = mlflow.data.from_pandas(rows.drop(columns=["report"], errors="ignore"), source=_dataset_source(pairs_path),
+                                 name=f"{split}_split", digest=md5)
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, "evaluation"), InputTag("path", REAL_MANIFEST),
+            InputTag("split", split), InputTag("rows", str(len(rows)))]
+    return DatasetInput(ds._to_mlflow_entity(), tags=tags)
 
 
 def metric_key(*parts: str) -> str:

@@ -33,6 +33,9 @@ class TrackingConfig:
     log_model: bool = True  # log + register the model (a pyfunc wrapping the save_pretrained folder)
     http_timeout_s: float = 10.0  # per request to a tracking server (a down server must not stall a stage)
     http_retries: int = 1
+    # `rewrite`: each LLM request as an MLflow trace (only into a store the reports may go to: local, or a
+    # host in rewrite.private_hosts)
+    trace_rewrites: bool = True
 
     def validate(self, prefix: str) -> None:
         if not self.experiment.strip():
