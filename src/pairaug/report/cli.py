@@ -57,7 +57,8 @@ def _cmd_replicate(args: argparse.Namespace) -> None:
         run_temp_experiment(root, name, params, f"replicate {name}")
     other = read_experiment_json(root, name, "metrics/ablation.json", hint=f"run `pairaug replicate --name {name}`")
     result = compare(json.loads(ablation.read_text()), other)
-    print(write_replication(result, f"workspace (replicates {current})", name, root / args.out), end="")
+    this = "replicates " + ",".join(map(str, current))
+    print(write_replication(result, this, name, root / args.out), end="")
 
 
 def register_replicate(sub: argparse._SubParsersAction) -> None:

@@ -57,10 +57,10 @@ def _yes(flag: bool | None) -> str:
 
 
 def replication_markdown(result: dict, this_name: str, other_name: str) -> str:
-    lines = [f"PairAug − each baseline in two runs: `{this_name}` and `{other_name}` (Δ mean AUC [95 % CI] "
-             "verdict; \"in\": the run's Δ lies inside the other run's CI).", "",
-             f"| measure | baseline | {this_name} | {other_name} | {this_name} Δ in {other_name} CI | "
-             f"{other_name} Δ in {this_name} CI | verdicts opposite |", "|---|---|---|---|---|---|---|"]
+    lines = [f"PairAug − each baseline in two runs, first `{this_name}` (the workspace), second `{other_name}` "
+             "(Δ mean AUC [95 % CI] verdict; \"in\": the run's Δ lies inside the other run's CI).", "",
+             f"| measure | baseline | {this_name} | {other_name} | first Δ in second CI | second Δ in first CI "
+             "| verdicts opposite |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['measure']} | `{r['baseline']}` | {_cell(r['this'])} | {_cell(r['other'])} | "
                      f"{_yes(r['this_in_other'])} | {_yes(r['other_in_this'])} | {'**yes**' if r['flip'] else 'no'} |")
