@@ -74,7 +74,8 @@ LONG_REPORTS: list[str] = [
     "mild cardiomegaly. 2. Small left pleural effusion. 3. No pneumothorax.",
     "EXAMINATION: Chest PA and lateral. INDICATION: XXXX pain. COMPARISON: Chest radiograph XXXX. FINDINGS: Heart size XXXX large. Pulmonary "
     "vascular congestion with mild interstitial edema. Small bilateral pleural effusions. No focal airspace "
-    "consolidation. No pneumothorax. The XXXX are intact. IMPRESSION: 1. Cardiomegaly with mild pulmonary edema. "
+    "consolidation. No pneumothorax. The XXXX are intact. Tortuous thoracic aorta. IMPRESSION: 1. Cardiomegaly with "
+    "mild pulmonary edema. "
     "2. Small bilateral pleural effusions.",
     "EXAMINATION: PA and lateral chest. INDICATION: XXXX-year-old female, XXXX. FINDINGS: There is a large right "
     "pleural air collection. There is partial collapse of the right lung. No substantial mediastinal shift. The "
@@ -86,6 +87,7 @@ LONG_REPORTS: list[str] = [
     "IMPRESSION: 1. Cardiomegaly. 2. Left basilar atelectasis. 3. Old granulomatous disease.",
     "INDICATION: Fever and cough. COMPARISON: None. FINDINGS: Focal airspace consolidation in the right lower lobe. "
     "Heart size is within normal limits. The mediastinum is unremarkable. No pleural effusion. No pneumothorax. "
+    "Pulmonary vascularity is within normal limits. "
     "Mild thoracic scoliosis. The XXXX are intact. IMPRESSION: 1. Right lower lobe consolidation, XXXX "
     "pneumonia. 2. No pleural effusion.",
     "EXAMINATION: Chest, 2 views. INDICATION: Chest pain. FINDINGS: Left-sided pacemaker with leads in the right "
@@ -96,7 +98,8 @@ LONG_REPORTS: list[str] = [
     "pneumothorax, XXXX unchanged. Right chest tube in place. Subcutaneous emphysema in the right chest wall. "
     "Heart size is normal. No pleural effusion. IMPRESSION: 1. Small right apical pneumothorax, unchanged. 2. "
     "Right chest tube in place. 3. Subcutaneous emphysema.",
-    "EXAMINATION: Chest PA and lateral. COMPARISON: XXXX. FINDINGS: Low lung volumes. Bibasilar atelectasis. "
+    "EXAMINATION: Chest PA and lateral. INDICATION: Cough. COMPARISON: XXXX. FINDINGS: Low lung volumes. Bibasilar "
+    "atelectasis. "
     "Heart size XXXX within normal limits. No focal consolidation. No pleural effusion or pneumothorax. The XXXX "
     "are unremarkable. Mild degenerative changes of the spine. IMPRESSION: 1. Low lung volumes with bibasilar "
     "atelectasis. 2. No acute infiltrate.",
@@ -104,11 +107,13 @@ LONG_REPORTS: list[str] = [
     "size. The mediastinum is unremarkable. The lungs are otherwise clear. No pleural effusion. No pneumothorax. "
     "The XXXX are intact. IMPRESSION: 1. Right upper lobe nodule, CT recommended. 2. Otherwise no acute "
     "cardiopulmonary disease.",
-    "COMPARISON: XXXX. FINDINGS: Moderate bilateral pleural effusions, right greater than left. The cardiac "
+    "INDICATION: XXXX-year-old female with dyspnea. COMPARISON: XXXX. FINDINGS: Moderate bilateral pleural "
+    "effusions, right greater than left. The cardiac "
     "silhouette is enlarged. Diffuse interstitial opacities consistent with pulmonary edema. Median sternotomy "
     "XXXX. No pneumothorax. The mediastinum is unremarkable. IMPRESSION: 1. Moderate bilateral pleural "
     "effusions. 2. Cardiomegaly. 3. Pulmonary edema, increased since XXXX.",
-    "EXAMINATION: Chest PA and lateral. INDICATION: XXXX. FINDINGS: Collapse of the right middle lobe. The heart "
+    "EXAMINATION: Chest PA and lateral. INDICATION: XXXX. COMPARISON: XXXX. FINDINGS: Collapse of the right middle "
+    "lobe. The heart "
     "size is normal. No pleural effusion. There is no pneumothorax. Healed left posterior rib fractures. "
     "The mediastinum is unremarkable. IMPRESSION: 1. Right middle lobe collapse. 2. Old left rib fractures. 3. "
     "No pneumothorax.",

@@ -160,6 +160,14 @@ def test_real_style_reports_label_as_a_reader_would() -> None:
     assert chest_tube["Pneumothorax"] == 1 and chest_tube["Pleural Effusion"] == 1
     iu = label_report(REPORTS[15])
     assert iu["Enlarged Cardiomediastinum"] == 0 and iu["Pleural Effusion"] == 0 and iu["No Finding"] == 1
+    # Long de-identified reports: "XXXX" inside the phrases, IMPRESSIONs as numbered lists.
+    from real_style_reports import LONG_REPORTS
+
+    heart = label_report(LONG_REPORTS[1])  # "Heart size XXXX large.", congestion with edema, effusions
+    assert (heart["Cardiomegaly"], heart["Edema"], heart["Pleural Effusion"], heart["Pneumothorax"]) == (1, 1, 1, 0)
+    air = label_report(LONG_REPORTS[2])  # pleural air collection, partial collapse, "No substantial mediastinal shift"
+    assert (air["Pneumothorax"], air["Atelectasis"], air["Cardiomegaly"], air["Pleural Effusion"]) == (1, 1, 0, 0)
+    assert label_report(LONG_REPORTS[0])["Cardiomegaly"] == 1  # "Cardiac size remains mildly enlarged."
 
 
 def test_positive_beats_uncertain_beats_negative() -> None:
