@@ -88,6 +88,67 @@ def test_real_report_wordings(report: str, expected: dict[str, int]) -> None:
     assert mentioned(report) == expected
 
 
+# De-identified (IU X-ray style) wordings: "XXXX" is an unknown word where one was removed, never a
+# boundary; each wording positive, negated and uncertain.
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ("Cardiac size remains mildly enlarged.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("Cardiac size is not enlarged.", {"Cardiomegaly": 0, "No Finding": 1}),
+        ("Cardiac size may be mildly enlarged.", {"Cardiomegaly": -1, "No Finding": 0}),
+        ("Cardiac size is normal.", {"Cardiomegaly": 0, "No Finding": 1}),
+        ("The cardiac silhouette is again noted to be enlarged.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("The cardiac silhouette is no longer enlarged.", {"Cardiomegaly": 0, "No Finding": 1}),
+        ("The cardiac silhouette is possibly mildly enlarged.", {"Cardiomegaly": -1, "No Finding": 0}),
+        ("Heart size XXXX large.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("Heart size XXXX not large.", {"Cardiomegaly": 0, "No Finding": 1}),
+        ("Heart size XXXX XXXX large, possibly due to technique.", {"Cardiomegaly": 1, "No Finding": 0}),
+        ("Heart size may be XXXX large.", {"Cardiomegaly": -1, "No Finding": 0}),
+        ("Heart size XXXX within normal limits.", {"Cardiomegaly": 0, "No Finding": 1}),
+        # Linking words only: an effusion that hides the heart is no big heart.
+        ("The cardiac silhouette is obscured by a large left pleural effusion.",
+         {"Pleural Effusion": 1, "No Finding": 0}),
+        ("Small right pleural air collection.", {"Pneumothorax": 1, "No Finding": 0}),
+        ("Air collection at the right apex, XXXX unchanged.", {"Pneumothorax": 1, "No Finding": 0}),
+        ("No pleural air collection.", {"Pneumothorax": 0, "No Finding": 1}),
+        ("Cannot exclude a small apical air collection.", {"Pneumothorax": -1, "No Finding": 0}),
+        # Free air is not a pneumothorax.
+        ("Air collection under the right hemidiaphragm.", {"No Finding": 1}),
+        ("Subdiaphragmatic air collection.", {"No Finding": 1}),
+        ("Collapse of the left lung.", {"Atelectasis": 1, "No Finding": 0}),
+        ("Collapse of the right middle lobe.", {"Atelectasis": 1, "No Finding": 0}),
+        ("No collapse of the lung.", {"Atelectasis": 0, "No Finding": 1}),
+        ("Possible collapse of the left lower lobe.", {"Atelectasis": -1, "No Finding": 0}),
+        ("Collapsed right upper lobe.", {"Atelectasis": 1, "No Finding": 0}),
+    ],
+)
+def test_deidentified_wordings(report: str, expected: dict[str, int]) -> None:
+    assert mentioned(report) == expected
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        # A plain positive in the IMPRESSION of a long report; a later sentence negates something else.
+        ("FINDINGS: Heart size XXXX within normal limits. XXXX right apical pleural air collection. "
+         "IMPRESSION: Large right pneumothorax. No substantial mediastinal shift.",
+         {"Cardiomegaly": 0, "Pneumothorax": 1, "No Finding": 0}),
+        ("IMPRESSION: 1. Large right pneumothorax 2. No substantial mediastinal shift 3. Possible small effusion",
+         {"Pneumothorax": 1, "Pleural Effusion": -1, "No Finding": 0}),
+        # A stop run into the next sentence still ends the first.
+        ("Large right pneumothorax.No mediastinal shift.", {"Pneumothorax": 1, "No Finding": 0}),
+        ("Possible left lower lobe atelectasis.Heart size XXXX large.",
+         {"Atelectasis": -1, "Cardiomegaly": 1, "No Finding": 0}),
+        # Negation and uncertainty before a sentence do not reach into it.
+        ("No pleural effusion. Pneumothorax on the right.", {"Pleural Effusion": 0, "Pneumothorax": 1, "No Finding": 0}),
+        ("Cannot exclude pneumonia.\nCardiac size remains mildly enlarged.",
+         {"Pneumonia": -1, "Cardiomegaly": 1, "No Finding": 0}),
+    ],
+)
+def test_negation_and_uncertainty_stay_in_their_sentence(report: str, expected: dict[str, int]) -> None:
+    assert mentioned(report) == expected
+
+
 def test_real_style_reports_label_as_a_reader_would() -> None:
     """Whole reports from tests/real_style_reports.py: the findings a radiologist would code."""
     from real_style_reports import REPORTS
@@ -99,6 +160,14 @@ def test_real_style_reports_label_as_a_reader_would() -> None:
     assert chest_tube["Pneumothorax"] == 1 and chest_tube["Pleural Effusion"] == 1
     iu = label_report(REPORTS[15])
     assert iu["Enlarged Cardiomediastinum"] == 0 and iu["Pleural Effusion"] == 0 and iu["No Finding"] == 1
+    # Long de-identified reports: "XXXX" inside the phrases, IMPRESSIONs as numbered lists.
+    from real_style_reports import LONG_REPORTS
+
+    heart = label_report(LONG_REPORTS[1])  # "Heart size XXXX large.", congestion with edema, effusions
+    assert (heart["Cardiomegaly"], heart["Edema"], heart["Pleural Effusion"], heart["Pneumothorax"]) == (1, 1, 1, 0)
+    air = label_report(LONG_REPORTS[2])  # pleural air collection, partial collapse, "No substantial mediastinal shift"
+    assert (air["Pneumothorax"], air["Atelectasis"], air["Cardiomegaly"], air["Pleural Effusion"]) == (1, 1, 0, 0)
+    assert label_report(LONG_REPORTS[0])["Cardiomegaly"] == 1  # "Cardiac size remains mildly enlarged."
 
 
 def test_positive_beats_uncertain_beats_negative() -> None:

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from real_style_reports import REPORTS
+from real_style_reports import LONG_REPORTS, REPORTS, long_reports
 
 from pairaug.data import phantom
 from pairaug.data.labeler import label_report
@@ -28,7 +28,16 @@ from pairaug.errors import ParamError
 from pairaug.params import section
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.prompts import DEFAULT_PROMPTS, get_prompt
-from pairaug.rewrite.rules import Draft, Item, RulesRewriter, apply_edit, remove_labels, sentence_facts
+from pairaug.rewrite.rules import (
+    _FAMILY,
+    Draft,
+    Item,
+    RulesRewriter,
+    apply_edit,
+    fit_words,
+    remove_labels,
+    sentence_facts,
+)
 from pairaug.rewrite.run import COLUMNS, limit_words, run_rewrite
 
 PRESENT = (1, -1)
@@ -190,6 +199,94 @@ def test_max_words_drops_normal_statements_never_a_finding(task):
         assert nonlabel_findings(report) <= nonlabel_findings(text), (report, text)
 
 
+# ---------------------------------------------------------------- long reports: the 50-word cut
+
+# A list number or a section header with nothing after it: "IMPRESSION: 2.", "... 2. FINDINGS:", "IMPRESSION:".
+DANGLING = re.compile(r"(?:^|\s)\d{1,2}[.)]\s*$|(?:^|\s)\d{1,2}[.)]\s+[A-Z ]+:|[A-Z]+:\s*$|[A-Z]+:\s+[A-Z]+:")
+
+
+def test_the_cut_drops_the_restated_impression_and_keeps_the_only_negatives():
+    report = ("INDICATION: XXXX-year-old male with shortness of breath. COMPARISON: XXXX. FINDINGS: Cardiac size "
+              "remains mildly enlarged. There is a small left pleural effusion. The mediastinum is unremarkable. "
+              "There is no pneumothorax. Degenerative changes of the thoracic spine. IMPRESSION: 1. Stable mild "
+              "cardiomegaly. 2. Small left pleural effusion. 3. No pneumothorax.")
+    out = fit_words(Draft.parse(report), 30, keep_negatives=True).text()
+    assert len(out.split()) <= 30 and label_report(out) == label_report(report), out
+    # The IMPRESSION's effusion item restates the FINDINGS' (severity and side included) and goes; the
+    # FINDINGS' heart sentence says less than "stable mild cardiomegaly" and goes instead of that item.
+    assert "There is a small left pleural effusion." in out and "Small left pleural effusion." not in out
+    assert "The mediastinum is unremarkable." in out and "There is no pneumothorax." in out
+    assert "Degenerative changes" in out and "INDICATION" not in out and "COMPARISON" not in out
+    assert "IMPRESSION: 1. Stable mild cardiomegaly." in out  # renumbered, not "IMPRESSION: 1. ... 3."
+    assert not DANGLING.search(out)
+
+
+def test_negatives_become_one_list_before_a_label_loses_its_only_statement():
+    report = ("FINDINGS: Heart size XXXX large. There is a large right pleural air collection. The mediastinum is "
+              "unremarkable. There is no pleural effusion. No focal airspace consolidation. No pulmonary edema. "
+              "Calcified granuloma in the right upper lobe. IMPRESSION: Cardiomegaly. Large right pneumothorax.")
+    out = fit_words(Draft.parse(report), 35, keep_negatives=True).text()
+    assert len(out.split()) <= 35 and label_report(out) == label_report(report), out
+    assert re.search(r"No mediastinal widening, pleural effusion, focal consolidation or pulmonary edema\.", out)
+
+
+def test_what_cannot_fit_is_skipped_long_with_the_reason():
+    report = LONG_REPORTS[1]
+    answer = RulesRewriter(seed=0, max_words=20).rewrite("paraphrase", report, "long")
+    assert answer.too_long is not None and "rewrite.max_words = 20" in answer.too_long
+    # What it kept is what it must keep: every label of the source, in more than 20 words.
+    assert len(answer.text.split()) > 20 and label_report(answer.text) == label_report(report)
+
+
+def test_long_real_style_paraphrases_keep_every_label_or_are_skipped_long():
+    """The done-when figure: ≥ 95 % of long reports keep the source's labels in ≤ 50 words, the rest are
+    skipped_long; a skipped one is skipped because its findings do not fit, never for a lost finding."""
+    reports = LONG_REPORTS + long_reports(120)
+    assert len(reports) >= 100 and np.mean([len(r.split()) > 50 for r in reports]) >= 0.9
+    rw = RulesRewriter(seed=0, max_words=50)
+    kept = skipped = 0
+    for i, report in enumerate(reports):
+        answer = rw.rewrite("paraphrase", report, f"long-{i}")
+        assert not DANGLING.search(answer.text), answer.text
+        src, new = label_report(report), label_report(answer.text)
+        for label, value in src.items():  # every positive or uncertain finding, kept or skipped
+            if value in PRESENT and label != "No Finding":
+                assert new[label] == value, (label, report, answer.text)
+        if answer.too_long is not None:
+            skipped += 1
+            assert len(answer.text.split()) > 50
+            continue
+        assert len(answer.text.split()) <= 50, answer.text
+        kept += src == new
+    assert kept + skipped == len(reports) and kept / len(reports) >= 0.95, (kept, skipped)
+
+
+@pytest.mark.parametrize("task", ["inter", "intra"])
+def test_long_real_style_edits_keep_the_findings_they_do_not_edit(task):
+    reports = LONG_REPORTS + long_reports(120)
+    rw = RulesRewriter(seed=0, max_words=50)
+    for i, report in enumerate(reports):
+        answer = rw.rewrite(task, report, f"long-{i}")
+        assert not DANGLING.search(answer.text), answer.text
+        assert answer.too_long is not None or len(answer.text.split()) <= 50
+        edited = {e.split(" ", 1)[1] for e in answer.edits}
+        # An edit takes its label's clause, and findings that clause states with it ("opacity, likely atelectasis").
+        touched = edited.union(*(_FAMILY.get(k, set()) for k in edited)) | ({"Pneumonia"} if edited else set())
+        src, new = label_report(report), label_report(answer.text)
+        for label, value in src.items():
+            if value == 1 and label not in touched and label != "No Finding":
+                assert new[label] == 1, (label, answer.edits, report, answer.text)
+
+
+def test_limit_words_never_ends_on_a_list_number_or_a_header():
+    text = ("FINDINGS: " + " ".join(["The lungs are clear."] * 11) + " IMPRESSION: 1. Stable cardiomegaly. 2. Low "
+            "lung volumes.")  # 49 words up to "2."
+    cut, was_cut = limit_words(text, 50)
+    assert was_cut and cut.endswith("1. Stable cardiomegaly."), cut
+    cut, _ = limit_words("FINDINGS: " + " ".join(["The lungs are clear."] * 12) + " IMPRESSION: No acute disease.", 50)
+    assert cut.endswith("clear.") and not DANGLING.search(cut)
+
+
 # ---------------------------------------------------------------- the phantom
 
 
@@ -304,3 +401,21 @@ def test_a_paraphrase_the_rules_cannot_reword_is_marked_unchanged(tmp_path):
     metrics = run_rewrite(cfg, 0, tmp_path / "pairs.parquet", tmp_path / "out", None, progress=False)
     row = pd.read_parquet(tmp_path / "out/paraphrase.parquet").iloc[0]
     assert row["status"] == "unchanged" and pd.isna(row["report_new"]) and metrics["unchanged"] == 1
+
+
+def test_stage_rows_that_cannot_fit_are_skipped_long_and_counted(tmp_path):
+    rows = [{"pair_id": f"long-{i}", "patient_id": f"p{i}", "study_id": f"s{i}", "split": "train",
+             "image": f"images/{i}.png", "report": report, "view": "PA", **empty_labels(), "label_source": "dataset"}
+            for i, report in enumerate(LONG_REPORTS[:4])]
+    pairs_frame(rows).to_parquet(tmp_path / "pairs.parquet")
+    cfg = section(RewriteConfig, {"rewrite": {"max_words": 20, "min_retention": 0.0}}, "rewrite")
+    metrics = run_rewrite(cfg, 0, tmp_path / "pairs.parquet", tmp_path / "out", tmp_path / "m.json", progress=False)
+    df = pd.read_parquet(tmp_path / "out/paraphrase.parquet")
+    long = df[df["status"] == "skipped_long"]
+    assert len(long) >= 2 and long["report_new"].isna().all() and long[list(LABELS)].isna().all().all()
+    assert long["reason"].str.contains("rewrite.max_words = 20").all()
+    paraphrase = metrics["tasks"]["paraphrase"]
+    assert paraphrase["skipped_long"] == len(long) and sum(paraphrase["skipped_long_reasons"].values()) == len(long)
+    assert metrics["skipped_long"] == sum(t["skipped_long"] for t in metrics["tasks"].values())
+    assert metrics["truncated"] == 0  # nothing was cut blindly at a sentence boundary
+    assert metrics["rows"] == metrics["ok"] + metrics["skipped_long"] + metrics["unchanged"] + metrics["skipped_short"]

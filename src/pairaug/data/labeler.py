@@ -20,6 +20,12 @@ from pairaug.data.schema import LABELS
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 PATHOLOGIES = tuple(label for label in LABELS if label not in ("No Finding", "Support Devices"))
 
+# Words that may link a subject to its predicate inside one mention ("cardiac size remains mildly
+# enlarged"); "xxxx" is the de-identification token of IU X-ray reports, an unknown word (often the verb).
+_LINK = (r"(?:(?:is|are|was|appears?|remains?|again|noted|seen|to|be|now|still|stably|not|no longer|somewhat|"
+         r"mildly|moderately|markedly|severely|slightly|minimally|massively|significantly|globally|diffusely|"
+         r"borderline|may|might|could|possibly|probably|likely|xxxx) )")
+
 # Synonyms per label. Each pattern matches a mention; its polarity then comes from the context.
 _MENTIONS: dict[str, list[str]] = {
     "Enlarged Cardiomediastinum": [
@@ -28,10 +34,14 @@ _MENTIONS: dict[str, list[str]] = {
     ],
     "Cardiomegaly": [
         r"cardiomegaly", r"cardiac enlargement", r"enlarge(?:d|ment of the) (?:heart|cardiac silhouette)",
-        r"(?:heart|cardiac silhouette|cardiac shadow)(?: size)? (?:is |appears |remains )?(?:not )?(?:\w+ )?(?:enlarged|increased|prominent)",
+        r"(?:heart|cardiac silhouette|cardiac shadow)(?: size)? (?:is |appears |remains |xxxx )?(?:not )?(?:\w+ )?(?:enlarged|increased|prominent)",
         r"heart size (?:is )?(?:\w+ )?(?:enlarged|increased)", r"(?:large|enlarged|big) heart",
         # "Heart is large.", "The heart size is large.", "Cardiac silhouette is big."
         r"(?:heart|cardiac silhouette)(?: size)? (?:is |appears |remains )(?:\w+ )?(?:large|big)\b",
+        # "Cardiac size remains mildly enlarged.", "The cardiac silhouette is again noted to be enlarged.",
+        # "Heart size XXXX large." (a de-identification token where the verb was): linking words only, so
+        # "cardiac silhouette obscured by a large effusion" is not read as a big heart.
+        r"(?:heart|cardiac (?:silhouette|shadow|size|contours?))(?: size)? " + _LINK + r"{1,5}(?:enlarged|large|big)\b",
     ],
     "Lung Opacity": [
         r"opacit(?:y|ies)", r"opacification", r"infiltrates?", r"airspace (?:disease|process)", r"densit(?:y|ies)",
@@ -46,9 +56,11 @@ _MENTIONS: dict[str, list[str]] = {
     "Pneumonia": [r"pneumonias?", r"infection", r"infectious process"],
     "Atelectasis": [
         r"atelecta\w*", r"plate-?like (?:band|opacit(?:y|ies)|densit(?:y|ies))", r"volume loss", r"collapse of the \w+ lobe",
-        r"lobar collapse", r"(?:lobe|lung) collapse",
+        r"lobar collapse", r"(?:lobe|lung) collapse", r"collapse of the (?:[\w-]+ ){0,2}(?:lung|lobe)s?\b",
+        r"collapsed (?:[\w-]+ ){0,2}(?:lung|lobe)s?\b",
     ],
-    "Pneumothorax": [r"pneumothora(?:x|ces)", r"apical lucency"],
+    # "Pleural air collection", "small apical air collection" (not free air below the diaphragm: _NOT_A_MENTION).
+    "Pneumothorax": [r"pneumothora(?:x|ces)", r"apical lucency", r"air collections?\b"],
     "Pleural Effusion": [
         r"(?:pleural )?effusions?", r"pleural fluid", r"blunting of the (?:\w+ )?(?:costophrenic|cp) angles?",
         r"(?:costophrenic|cp) angle blunting", r"hydrothorax", r"layering fluid",
@@ -66,6 +78,7 @@ _MENTIONS: dict[str, list[str]] = {
 _NORMAL: dict[str, list[str]] = {
     "Cardiomegaly": [
         r"heart(?: size)? (?:is |appears |remains )?(?:normal|within normal limits|top[- ]normal|upper limits of normal)",
+        r"(?:heart|cardiac size|cardiac silhouette)(?: size)? (?:is |appears |remains |xxxx )?(?:normal|within normal limits)",
         r"normal(?:-sized)? (?:heart|cardiac silhouette|heart size|cardiac size)",
         r"cardiac silhouette (?:is |appears )?(?:normal|within normal limits|unremarkable)",
         # "Heart size and mediastinal contours are within normal limits.", "The heart and mediastinum are normal."
@@ -108,7 +121,20 @@ _NEGATION_POST = re.compile(
 )
 # Words that end the reach of a negation or uncertainty cue inside a sentence.
 _SCOPE_BREAK = re.compile(r"\b(?:but|however|although|though|while|which|aside from|apart from|except|whereas)\b|[;:]")
-_SENTENCE = re.compile(r"(?<=[.!?\n])\s+|\n+")
+# A sentence ends at . ! ? and space, a line break, or a stop run into the next sentence's capital
+# ("pneumothorax.No shift"): negation and uncertainty never reach past it.
+_SENTENCE = re.compile(r"(?<=[.!?\n])\s+|\n+|(?<=[a-z]{2}\.)(?=[A-Z][a-z])")
+# Contexts that make a synonym name something else: an air collection below the diaphragm or in the
+# soft tissues is free or subcutaneous air, not a pneumothorax.
+_NOT_A_MENTION: dict[str, tuple[re.Pattern, re.Pattern, re.Pattern]] = {
+    "Pneumothorax": (
+        re.compile(r"air collection"),
+        re.compile(r"\b(?:free|subdiaphragmatic|intraperitoneal|extraluminal|subcutaneous|soft[- ]tissue|mediastinal|"
+                   r"pericardial|bowel|gastric|abdominal|colonic)\s+(?:[\w-]+\s+)?$"),
+        re.compile(r"^\s*(?:[\w-]+\s+){0,3}?(?:below|beneath|under|in)\s+the\s+(?:\w+\s+)?(?:hemidiaphragms?|diaphragm|"
+                   r"abdomen|soft tissues?|chest wall|neck|mediastinum)\b"),
+    ),
+}
 
 _SEVERITY = re.compile(r"\b(trace|tiny|small|mild|minimal|moderate|large|severe|marked|massive|extensive|substantial)\b")
 _SIDE = re.compile(r"\b(left|right|bilateral|bibasilar|bibasal|both)\b")
@@ -157,6 +183,11 @@ def find_mentions(report: str) -> list[Mention]:
                     spans.append((s, e))
                     if label == "Support Devices" and "pleural line" in low[max(0, s - 8) : e + 8]:
                         continue
+                    if label in _NOT_A_MENTION:
+                        which, before, after = _NOT_A_MENTION[label]
+                        if which.search(m.group(0)) and (before.search(low[max(0, s - 40) : s])
+                                                         or after.match(low[e : e + 60])):
+                            continue
                     mentions.append(_classify(label, low, s, e, si))
     return mentions
 
@@ -169,7 +200,8 @@ def _classify(label: str, low: str, start: int, end: int, si: int) -> Mention:
     clause_end = brk.start() if brk else len(low)
     before, inside, after = low[clause_start:start], low[start:end], low[end:clause_end]
     before = _NO_CHANGE.sub(" ", before)
-    if _UNCERTAIN_PRE.search(before) or _UNCERTAIN_POST.search(after):
+    # The cue may sit inside a long mention too: "the heart is possibly enlarged", "is not enlarged".
+    if _UNCERTAIN_PRE.search(before + " " + inside) or _UNCERTAIN_POST.search(after):
         status = UNCERTAIN
     elif _NEGATION_PRE.search(before + " " + inside) or _NEGATION_POST.search(after):
         status = NEGATIVE

@@ -53,17 +53,21 @@ def _cmd_rewrite(args: argparse.Namespace) -> None:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         if out["status"] != "ok":
-            raise PairaugError(f"rewrite failed: {out['reason']}")
+            raise PairaugError(f"rewrite {_outcome(out)}: {out['reason']}")
         return
     src, new = out["source_labels"], out["labels"]
     origin = " (from cache)" if out["from_cache"] else ""
     uri = f" ({out['prompt_uri']})" if out.get("prompt_uri") else ""
     print(f"{args.task} · {out['backend']} · {out['model']} · prompt {out['prompt_sha']}{uri}{origin}")
     if out["status"] != "ok":
-        raise PairaugError(f"rewrite failed: {out['reason']}")  # exit 2: a script must not take it for a rewrite
+        raise PairaugError(f"rewrite {_outcome(out)}: {out['reason']}")  # exit 2: a script must not take it for a rewrite
     print(out["report_new"] + ("   [cut to rewrite.max_words]" if out["truncated"] else ""))
     name = {1: "positive", 0: "negative", -1: "uncertain", None: "-"}
     changes = [f"  {lab}: {name[src[lab]]} -> {name[new[lab]]}" for lab in LABELS if src[lab] != new[lab]]
     print("label changes:" if changes else "labels: unchanged")
     for line in changes:
         print(line)
+
+
+def _outcome(out: dict) -> str:
+    return "skipped (too long)" if out["status"] == "skipped_long" else "failed"

@@ -18,15 +18,18 @@ statements use the phantom's templates where they fit (`report_text`), else plai
 Each edited sentence is checked with the sentence-level labeler (the other labels of a sentence must
 read as before), and the whole rewrite for contradictions between kept and edited sentences; an edit
 that fails either check is replaced by the next candidate. Outputs fit `max_words` by dropping the
-least informative sentences first ("normal study" sentences, context, negative statements,
-then findings stated twice), never
-an edited one. When no candidate edit passes, the report is returned with the reason in `edits`.
+least informative sentences first (`fit_words`: restated sentences, "normal study" sentences, context,
+negatives of labels stated elsewhere; then negatives merged into one list, then, for inter and intra
+only, a label's only negative statement), never an edited sentence or a positive finding; a rewrite
+that still does not fit carries the reason in `too_long` (the stage's `skipped_long`). When no
+candidate edit passes, the report is returned with the reason in `edits`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -76,6 +79,7 @@ _SEV_WORDS = {
 }
 _SEV = [(sev, re.compile(rf"\b(?:{words})\b")) for sev, words in _SEV_WORDS.items()]
 _SIDE = re.compile(r"\b(left|right|bilateral|bibasilar|bibasal|both)\b")
+_ENUMERATED = re.compile(r"^\d{1,2}[.)]\s+")  # an item of a numbered list ("2. Small left effusion.")
 _LOBE = re.compile(r"\b(upper|middle|lower)\s+lobes?\b")
 # Clause boundaries inside a sentence: list commas, semicolons, and / or / with / nor.
 _CLAUSE_SEP = re.compile(r"\s*[,;]\s+(?:(?:and|or|with|but|nor)\s+)?|\s+(?:and|or|with|nor|plus)\s+")
@@ -104,6 +108,7 @@ class Item:
 class RulesAnswer:
     text: str
     edits: tuple[str, ...] = ()  # what was changed, e.g. ("remove Pleural Effusion",); empty: nothing could be
+    too_long: str | None = None  # why `text` is over max_words: what it must keep does not fit (skipped_long)
 
 
 def sentence_facts(text: str) -> dict[str, int]:
@@ -112,6 +117,10 @@ def sentence_facts(text: str) -> dict[str, int]:
 
 
 def _cap(text: str) -> str:
+    """`text` with its first letter in capitals; after a list number ("2. stable ...") the item's first."""
+    m = _ENUMERATED.match(text)
+    if m:
+        return m.group(0) + _cap(text[m.end():])
     return text[0].upper() + text[1:] if text else text
 
 
@@ -216,10 +225,6 @@ def _core(item: Item) -> str:
     if item.label == "Pleural Effusion" and item.side == "bilateral":
         noun = "pleural effusions"
     return " ".join(w for w in [*words, noun] if w)
-
-
-def _cap(text: str) -> str:
-    return text[0].upper() + text[1:] if text else text
 
 
 def _generic_sentences(item: Item) -> list[str]:
@@ -634,46 +639,122 @@ def contradictions(d: Draft) -> list[str]:
 # ---------------------------------------------------------------- fitting max_words
 
 
-def _drop_rank(d: Draft, si: int, line: Line) -> int | None:
-    """Which sentences go first when a rewrite is too long (None: never).
+@lru_cache(maxsize=8192)
+def _sentence_info(text: str) -> tuple[dict[str, int], frozenset[tuple], frozenset[str]]:
+    """A sentence's facts, the details of its mentions (label, present?, severity, side, device) and its
+    findings outside the labels: what `_drop_rank` compares between sentences."""
+    details = frozenset((m.label, m.status in PRESENT, m.severity, m.side,
+                         m.text if m.label == "Support Devices" else None) for m in find_mentions(text))
+    return sentence_facts(text), details, frozenset(nonlabel_findings(text))
 
-    0 "normal study" sentences that state no label, 1 context (technique, comparison, history), 2
-    negative statements of a label, 3 findings stated again elsewhere (an impression repeating them).
+
+def _covered(detail: tuple, others: set[tuple]) -> bool:
+    """Whether another sentence says `detail` too (a detail left unsaid, e.g. no severity, is covered)."""
+    label, present, sev, side, device = detail
+    return any(o[0] == label and o[1] == present and sev in (None, o[2]) and side in (None, o[3]) and o[4] == device
+               for o in others)
+
+
+# Ranks of `_drop_rank`: which sentences go first when a rewrite is too long.
+RESTATED, NORMAL_STUDY, CONTEXT, NEGATIVE_ELSEWHERE, NEGATIVE_ONLY = range(5)
+
+
+def _drop_rank(d: Draft, si: int, line: Line, keep_negatives: bool = False) -> int | None:
+    """How early `line` may go when the rewrite is too long (None: never).
+
+    RESTATED: everything it states is stated by another sentence (an IMPRESSION repeating a finding of
+    the FINDINGS: one statement stays, with its severity and side); NORMAL_STUDY: "normal study"
+    sentences that state no label; CONTEXT: technique, comparison, history; NEGATIVE_ELSEWHERE: a
+    negative statement of labels another sentence states too; NEGATIVE_ONLY: the only statement of a
+    label, and only when not `keep_negatives`. A positive finding, a device or a finding outside the
+    labels that no other sentence states, and an edit's new statement, never go.
     """
     if line.statement:
         return None
-    facts = sentence_facts(line.text)
-    terms = nonlabel_findings(line.text)
-    present = {k for k, v in facts.items() if v in PRESENT}
-    if "Support Devices" in facts:
-        present.add("Support Devices")  # a device and its position, or its removal, is a finding to keep
-    if not present and not terms:
-        if not facts:
-            return 0 if global_normal_scope(line.text) and d.names[si] not in CONTEXT_SECTIONS else 1
-        return 2
-    others = [x for _, _, x in d.all() if x is not line]
-    stated = {}
-    for x in others:
-        for k, v in sentence_facts(x.text).items():
-            if v in PRESENT:
-                stated[k] = v
-    other_terms = set().union(*(nonlabel_findings(x.text) for x in others)) if others else set()
-    if all(stated.get(k) == facts.get(k) for k in present) and terms <= other_terms:
-        return 3
-    return None
+    facts, details, terms = _sentence_info(line.text)
+    if not facts and not terms:
+        if _ENUMERATED.match(line.text) is None and not re.search(r"[a-z]", line.text, re.I):
+            return RESTATED  # a bare list number ("2.") says nothing
+        return NORMAL_STUDY if global_normal_scope(line.text) and d.names[si] not in CONTEXT_SECTIONS else CONTEXT
+    others = [_sentence_info(x.text) for _, _, x in d.all() if x is not line]
+    other_facts: dict[str, set[int]] = {}
+    for f, _, _ in others:
+        for k, v in f.items():
+            other_facts.setdefault(k, set()).add(v)
+    other_details = set().union(*(x[1] for x in others)) if others else set()
+    other_terms = set().union(*(x[2] for x in others)) if others else set()
+    if terms <= other_terms and all(v in other_facts.get(k, ()) for k, v in facts.items()) \
+            and all(_covered(x, other_details) for x in details):
+        return RESTATED
+    if terms or "Support Devices" in facts or any(v in PRESENT for v in facts.values()):
+        return None  # a finding, a device and its position or its removal: kept
+    if all(k in other_facts for k in facts):
+        return NEGATIVE_ELSEWHERE
+    return None if keep_negatives else NEGATIVE_ONLY
 
 
-def fit_words(d: Draft, max_words: int) -> Draft:
-    """Drop the least informative sentences, latest first, until the report has at most `max_words` words."""
+# Nouns for one merged list of negatives ("No cardiomegaly, focal consolidation or pneumothorax.").
+_LIST_NOUN = {"Cardiomegaly": "cardiomegaly", "Enlarged Cardiomediastinum": "mediastinal widening", **_NEG_NOUN}
+
+
+def _merge_negative_sentences(d: Draft) -> bool:
+    """Each section's negative statements said as one list sentence where that is shorter; merged or not."""
+    merged_any = False
+    for sec in d.lines:
+        idx, labels = [], []
+        for li, x in enumerate(sec):
+            facts, _, terms = _sentence_info(x.text)
+            if x.statement or terms or _ENUMERATED.match(x.text) or not facts or \
+                    any(v != NEGATIVE or k not in _LIST_NOUN for k, v in facts.items()):
+                continue
+            idx.append(li)
+            labels += [k for k in LABELS if k in facts and k not in labels]
+        if len(idx) < 2:
+            continue
+        nouns = [_LIST_NOUN[k] for k in labels]
+        text = "No " + (nouns[0] if len(nouns) == 1 else ", ".join(nouns[:-1]) + " or " + nouns[-1]) + "."
+        if sentence_facts(text) != {k: NEGATIVE for k in labels} or \
+                len(text.split()) >= sum(len(sec[li].text.split()) for li in idx):
+            continue
+        sec[idx[0]] = Line(text, original=False)
+        for li in reversed(idx[1:]):
+            del sec[li]
+        merged_any = True
+    return merged_any
+
+
+def _renumber(d: Draft) -> None:
+    """Numbered lists that lost items numbered 1, 2, ... again (no "1. ... 3." after a cut)."""
+    for sec in d.lines:
+        if sec and all(_ENUMERATED.match(x.text) for x in sec):
+            for i, x in enumerate(sec):
+                m = re.match(r"\d{1,2}", x.text)
+                text = f"{i + 1}{x.text[m.end():]}"
+                if text != x.text:
+                    sec[i] = replace(x, text=text, original=False)
+
+
+def fit_words(d: Draft, max_words: int, keep_negatives: bool = False) -> Draft:
+    """Drop the least informative sentences (by `_drop_rank`, latest first) until the report has at most
+    `max_words` words; before a label's only statement would go, negatives are merged into one list.
+    When even that does not fit, the draft stays over `max_words`: the caller skips it (skipped_long)."""
+    dropped = merged = False
     while d.words() > max_words:
         best = None
         for si, li, line in d.all():
-            rank = _drop_rank(d, si, line)
+            rank = _drop_rank(d, si, line, keep_negatives)
             if rank is not None and (best is None or (rank, -si, -li) <= (best[0], -best[1], -best[2])):
                 best = (rank, si, li)
+        if not merged and (best is None or best[0] == NEGATIVE_ONLY):
+            merged = True
+            if _merge_negative_sentences(d):
+                continue
         if best is None:
-            break  # only findings and edits left: the stage cuts at a sentence boundary and counts it
+            break  # only findings and edits left (and the only statements of labels, if kept)
         del d.lines[best[1]][best[2]]
+        dropped = True
+    if dropped:
+        _renumber(d)
     return d
 
 
@@ -920,5 +1001,10 @@ class RulesRewriter:
             out = rewrite_paraphrase(draft, rng, self.max_words)
         else:
             raise ValueError(f"unknown task {task!r}")
-        out = fit_words(out, self.max_words)
-        return RulesAnswer(out.text(), tuple(out.edits))
+        out = fit_words(out, self.max_words, keep_negatives=task == "paraphrase")
+        too_long = None
+        if out.words() > self.max_words:
+            what = "findings and labels" if task == "paraphrase" else "findings and edits"
+            too_long = (f"the source's {what} need {out.words()} words (> rewrite.max_words = {self.max_words}) "
+                        f"after the cut")
+        return RulesAnswer(out.text(), tuple(out.edits), too_long)

@@ -4,10 +4,12 @@ For LLM backends the unique (task, report) requests not yet in the cache go thro
 pool; each answer is committed to the cache as it arrives, so a crash, a kill or a dead server costs
 only the requests in flight, and a rerun requests only what is missing. After
 `rewrite.abort_after_failures` consecutive transient failures (server down) the run stops asking and
-records the rest as not attempted. Answers longer than `max_words` are cut at a sentence boundary;
-reports shorter than `min_words` are skipped. Every train pair gets a row: `ok`, `failed` (with the
-reason), `skipped_short` or `unchanged` (the answer is the source report itself: no new pair, and the
-quality gate would refuse it) — nothing is dropped silently.
+records the rest as not attempted. LLM answers longer than `max_words` are cut at a sentence boundary;
+the rules backend shortens by dropping restated and less informative sentences (`rules.fit_words`)
+and, when `max_words` cannot hold what the rewrite must keep, the row is `skipped_long` with the
+reason. Reports shorter than `min_words` are skipped. Every train pair gets a row: `ok`, `failed` (with
+the reason), `skipped_short`, `skipped_long` or `unchanged` (the answer is the source report itself: no
+new pair, and the quality gate would refuse it) — nothing is dropped silently.
 
 With an MLflow store (`registry`, opened by the stage): the instructions are registered in the Prompt
 Registry and each row records its prompt's URI beside the hash (pairaug.rewrite.registry); each LLM
@@ -52,6 +54,8 @@ COLUMNS: tuple[str, ...] = (
     "prompt_tokens", "completion_tokens", "status", "reason", "truncated",
 )
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+_LIST_NUMBER = re.compile(r"^\d{1,2}[.)]$")  # "2.": a list item's number, not the end of a sentence
+_HEADER_WORD = re.compile(r"^[A-Z][A-Z ]*:$")
 _STATUS_NAME = {1: "pos", 0: "neg", -1: "unc", None: "none"}
 
 
@@ -67,10 +71,14 @@ def limit_words(text: str, max_words: int) -> tuple[str, bool]:
     words = text.split()
     if len(words) <= max_words:
         return text, False
-    ends = [i + 1 for i, w in enumerate(words[:max_words]) if _SENTENCE_END.search(w)]
-    if ends:
-        return " ".join(words[: ends[-1]]), True
-    return " ".join(words[:max_words]).rstrip(",;:") + ".", True
+    ends = [i + 1 for i, w in enumerate(words[:max_words]) if _SENTENCE_END.search(w) and not _LIST_NUMBER.match(w)]
+    kept = words[: ends[-1]] if ends else words[:max_words]
+    # Never end on a list number or a section header whose item or text was cut ("IMPRESSION: 2.").
+    while kept and (_LIST_NUMBER.match(kept[-1]) or _HEADER_WORD.match(kept[-1])):
+        kept.pop()
+    if ends and kept:
+        return " ".join(kept), True
+    return " ".join(kept).rstrip(",;:") + ".", True
 
 
 def cache_path(cfg: RewriteConfig) -> Path:
@@ -128,6 +136,7 @@ class TaskStats:
     ok: int = 0
     failed: int = 0
     skipped_short: int = 0
+    skipped_long: int = 0  # rules backend: what the rewrite must keep does not fit in max_words
     unchanged: int = 0  # answers identical to their source report (case and spacing aside)
     truncated: int = 0
     requests: int = 0
@@ -137,6 +146,7 @@ class TaskStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reasons: Counter = field(default_factory=Counter)
+    long_reasons: Counter = field(default_factory=Counter)
     labels: dict = field(default_factory=dict)
     retention: list[tuple[str, Retention]] = field(default_factory=list)  # per ok row, judged sentence by sentence
 
@@ -146,6 +156,7 @@ class TaskStats:
     def as_dict(self, cfg: RewriteConfig) -> dict:
         out = {
             "rows": self.rows, "ok": self.ok, "failed": self.failed, "skipped_short": self.skipped_short,
+            "skipped_long": self.skipped_long, "skipped_long_reasons": dict(self.long_reasons.most_common(5)),
             "unchanged": self.unchanged,
             "truncated": self.truncated, "requests": self.requests, "retries": self.retries,
             "cache_hits": self.cache_hits, "deduplicated": self.deduplicated,
@@ -242,6 +253,12 @@ def rewrite_rules(rw: RulesRewriter, cfg: RewriteConfig, task: str, pairs: pd.Da
                              f"report has {count_words(report)} words (< rewrite.min_words = {cfg.min_words})", False))
             continue
         answer = rw.rewrite(task, report, pair_id)
+        if answer.too_long is not None:
+            stats.skipped_long += 1
+            stats.long_reasons[re.sub(r"\d+ words", "N words", answer.too_long)] += 1
+            rows.append(_row(pair_id, task, None, None, "rules", rw.model, prompt, key, 0, 0, "skipped_long",
+                             answer.too_long, False))
+            continue
         text, truncated = limit_words(answer.text, cfg.max_words)
         if normalize_text(text) == normalize_text(report):
             stats.unchanged += 1
@@ -441,9 +458,9 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
                 frames[name], task_stats[name] = rewrite_rules(backend, cfg, task, source, seed, progress,
                                                                prompts[task])
             s = task_stats[name]
-            log.info("rewrite %s: %d ok, %d failed, %d skipped (short), %d truncated; %d requests, %d retries, "
-                     "%d cache hits", name, s.ok, s.failed, s.skipped_short, s.truncated, s.requests, s.retries,
-                     s.cache_hits)
+            log.info("rewrite %s: %d ok, %d failed, %d skipped (short), %d skipped (long), %d truncated; %d requests, "
+                     "%d retries, %d cache hits", name, s.ok, s.failed, s.skipped_short, s.skipped_long, s.truncated,
+                     s.requests, s.retries, s.cache_hits)
     finally:
         if cache is not None:
             cache.close()
@@ -465,7 +482,7 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/pr
              metrics["estimated_cost_usd"])
     if cfg.backend == "rules":
         check_retention(cfg, task_stats)
-    attempted = metrics["rows"] - metrics["skipped_short"]
+    attempted = metrics["rows"] - metrics["skipped_short"] - metrics["skipped_long"]
     if attempted and metrics["failures"] / attempted > cfg.max_failed_fraction:
         reasons = Counter()
         for s in task_stats.values():
@@ -511,6 +528,7 @@ def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, Tas
         "ok": total("ok"),
         "failures": total("failed"),
         "skipped_short": total("skipped_short"),
+        "skipped_long": total("skipped_long"),
         "unchanged": total("unchanged"),
         "truncated": total("truncated"),
         "requests": total("requests"),
@@ -543,8 +561,9 @@ def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache:
     if isinstance(backend, RulesRewriter):
         pair_id = stable_hash("preview", report)
         out["cache_key"] = cache_key("rules", backend.model, task, prompt.sha, {"seed": seed, "source": pair_id}, report)
-        text = backend.rewrite(task, report, pair_id).text
-        status, reason = "ok", None
+        answer = backend.rewrite(task, report, pair_id)
+        text = answer.text if answer.too_long is None else None
+        status, reason = ("ok", None) if answer.too_long is None else ("skipped_long", answer.too_long)
     else:
         key = cache_key(backend.name, backend.model, task, prompt.sha, backend.sampling(), report)
         out["cache_key"] = key
