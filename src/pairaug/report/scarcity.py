@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pairaug.errors import InputError, PairaugError
 from pairaug.io import atomic_path, write_json
+from pairaug.layout import ABLATION_JSON, DATA_METRICS
 
 PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
 KINDS = {"zeroshot": "zeroshot", "probe_10": "probe 10%"}  # panel → the report's score kind
@@ -150,5 +151,5 @@ def experiment_file(root: Path, size: int, rel: str) -> dict:
 
 
 def collect(root: Path, sizes: list[int]) -> list[dict]:
-    return [point(experiment_file(root, n, "metrics/ablation.json"), experiment_file(root, n, "metrics/data.json"))
+    return [point(experiment_file(root, n, ABLATION_JSON), experiment_file(root, n, DATA_METRICS))
             for n in sizes]
