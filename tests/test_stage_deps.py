@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -90,3 +91,20 @@ def test_a_new_import_in_a_stage_fails_the_check_until_the_tool_rewrites_dvc_yam
     assert tool().returncode == 0
     assert "src/pairaug/generate/p2p.py" in deps_of((tmp_path / "dvc.yaml").read_text(), "privacy")
     assert tool("--check").returncode == 0
+
+
+@pytest.mark.parametrize("stage", ["intra-check", "pretrain"])
+def test_the_static_closure_is_what_python_loads_when_the_script_starts(stage: str, expected):
+    """grimp reads the source; Python's own import of the script loads the same pairaug modules, no fewer
+    (nothing reaches a module by a dynamic import the graph cannot see) and, here, no more."""
+    script = expected[stage][0]
+    code = ("import importlib.util, json, sys\n"
+            f"spec = importlib.util.spec_from_file_location('stage_script', {script!r})\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "print(json.dumps(sorted(m.__file__ for n, m in list(sys.modules.items())"
+            " if n.split('.')[0] == 'pairaug')))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    loaded = {Path(f).resolve().relative_to(REPO).as_posix() for f in json.loads(out.splitlines()[-1])}
+    assert loaded == set(expected[stage][1:])
