@@ -8,6 +8,7 @@ target (the scarcity curve) reuses them from DVC's run cache → metrics/priors.
 
 from pathlib import Path
 
+from pairaug import layout
 from pairaug.data.schema import read_pairs
 from pairaug.io import write_json
 from pairaug.measurement.images import load_split_images
@@ -19,8 +20,8 @@ from pairaug.stage import run_stage
 from pairaug.train.generator import GeneratorCheck, probe_check
 from pairaug.train.scorer import alignment_gap
 
-POOL = Path("data/pool/pairs.parquet")
-TARGET = Path("data/prepared/pairs.parquet")
+POOL = Path(layout.POOL)
+TARGET = Path(layout.PREPARED)
 
 
 def main() -> None:
@@ -29,12 +30,12 @@ def main() -> None:
     check = from_dict(GeneratorCheck, (params.get("generator") or {}).get("check") or {}, "generator.check")
     target = read_pairs(TARGET)
     valid = target[target["split"] == "valid"]
-    scorer = alignment_gap(load_scorer("models/scorer"), load_split_images(valid, TARGET.parent).numpy(),
+    scorer = alignment_gap(load_scorer(layout.SCORER), load_split_images(valid, TARGET.parent).numpy(),
                            valid["report"].tolist(), seed)
-    generator_dir, _ = resolve("models/generator")  # ours, or the pointer to an adopted checkpoint
+    generator_dir, _ = resolve(layout.GENERATOR)  # ours, or the pointer to an adopted checkpoint
     generator = probe_check(load_generator(generator_dir), read_pairs(POOL), POOL.parent, valid,
                             TARGET.parent, check, seed)
-    write_json("metrics/priors.json", {"scorer": {"split": "valid", **scorer},
+    write_json(layout.PRIORS_METRICS, {"scorer": {"split": "valid", **scorer},
                                        "generator": {"split": "valid", **generator}})
 
 

@@ -7,6 +7,7 @@ Usage: python stages/evaluate.py <mix>
 
 import sys
 
+from pairaug import layout
 from pairaug.errors import ParamError
 from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
 from pairaug.io import write_json, write_parquet
@@ -23,12 +24,12 @@ def main() -> None:
     params = load_params()
     cfg = section(EvaluateConfig, params, "evaluate")
     tracking = section(TrackingConfig, params, "tracking")
-    result, roc, scores = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))
-    write_json(f"metrics/eval/{mix}.json", {"mix": mix, **result})
-    write_json(f"metrics/eval/roc/{mix}.json", roc)
-    write_parquet(scores, f"data/eval/{mix}/scores.parquet")
+    result, roc, scores = evaluate_mix(layout.vlp(mix), cfg, layout.PREPARED, params.get("seed", 0))
+    write_json(layout.eval_metrics(mix), {"mix": mix, **result})
+    write_json(layout.eval_roc(mix), roc)
+    write_parquet(scores, layout.eval_scores(mix))
     # Into the run pretrain@<mix> logged (found by tags); a failure to log only warns.
-    log_evaluate(mix, tracking, f"models/vlp/{mix}", result, roc)
+    log_evaluate(mix, tracking, layout.vlp(mix), result, roc)
 
 
 if __name__ == "__main__":

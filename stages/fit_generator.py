@@ -1,6 +1,7 @@
 """DVC stage `fit-generator`: train the embedded text-to-image UNet on the public pool (or adopt
 generator.checkpoint). It reads nothing of the target: `check-priors` checks it on the target's valid reports."""
 
+from pairaug import layout
 from pairaug.io import write_json
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
@@ -10,8 +11,8 @@ from pairaug.train.generator import GeneratorConfig, fit_generator
 def main() -> None:
     params = load_params()
     cfg = section(GeneratorConfig, params, "generator")
-    info = fit_generator(cfg, params.get("seed", 0), "data/pool/pairs.parquet", "models/scorer", "models/generator")
-    write_json("metrics/generator.json", info)
+    info = fit_generator(cfg, params.get("seed", 0), layout.POOL, layout.SCORER, layout.GENERATOR)
+    write_json(layout.GENERATOR_METRICS, info)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Usage: python stages/generate.py inter|image_only
 
 import sys
 
+from pairaug import layout
 from pairaug.errors import ParamError
 from pairaug.generate.inter import SamplingConfig
 from pairaug.generate.run import generate_fresh
@@ -22,9 +23,9 @@ def main() -> None:
     cfg = section(SamplingConfig, params, "generate")
     relaunch(section(LaunchConfig, params, "launch"))  # launch.processes > 1: each rank takes chunk k ≡ rank
     with process_group(Ranks.from_env()) as ranks:
-        generate_fresh(branch, cfg, params.get("seed", 0), replicates(params), prepared="data/prepared/pairs.parquet",
-                       rewritten_dir="data/rewritten", generator_dir="models/generator",
-                       out_dir=f"data/synthetic/{branch}", work_root="data/.work", ranks=ranks)
+        generate_fresh(branch, cfg, params.get("seed", 0), replicates(params), prepared=layout.PREPARED,
+                       rewritten_dir=layout.REWRITTEN, generator_dir=layout.GENERATOR,
+                       out_dir=layout.synthetic(branch), work_root=layout.GENERATION_WORK, ranks=ranks)
 
 
 if __name__ == "__main__":

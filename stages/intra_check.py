@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pairaug import layout
 from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
@@ -14,21 +15,21 @@ from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
 log = logging.getLogger("pairaug.intra")
-OUT = "data/synthetic/intra"
+OUT = layout.INTRA_SYNTHETIC
 
 
 def main() -> None:
     params = load_params()
-    cfg = section(IntraConfig, params, "intra").resolved(chosen_setting("metrics/intra_sweep.json"))
+    cfg = section(IntraConfig, params, "intra").resolved(chosen_setting(layout.INTRA_SWEEP_METRICS))
     manifest_path = Path(OUT) / "manifest.parquet"
     if not manifest_path.exists():
         raise InputError("the IntraAug manifest is not there (run `dvc repro intra-generate`)", file=manifest_path)
     manifest = pd.read_parquet(manifest_path)
-    metrics = intra_metrics(cfg, params.get("seed", 0), manifest, out_dir=OUT, prepared="data/prepared/pairs.parquet",
-                            rewritten="data/rewritten/intra.parquet", generator_dir="models/generator",
-                            scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet",
-                            kept=kept_intra_ids("data/pruned/pairs.parquet"))
-    write_json("metrics/intra.json", metrics)
+    metrics = intra_metrics(cfg, params.get("seed", 0), manifest, out_dir=OUT, prepared=layout.PREPARED,
+                            rewritten=layout.INTRA_REWRITES, generator_dir=layout.GENERATOR,
+                            scorer_dir=layout.SCORER, probe_films=layout.POOL,
+                            kept=kept_intra_ids(layout.PRUNED))
+    write_json(layout.INTRA_METRICS, metrics)
     if metrics["pairs"]:
         every, kept = metrics["labels"]["all"], metrics["labels"]["kept"]
         log.info("intra: changed-finding AUC from x' %.3f (kept %d: %.3f; x itself %.3f), changed findings read "

@@ -2,6 +2,7 @@
 
 import logging
 
+from pairaug import layout
 from pairaug.generate.intra import IntraConfig
 from pairaug.generate.intra_sweep import run_sweep
 from pairaug.io import write_json
@@ -14,10 +15,10 @@ log = logging.getLogger("pairaug.intra")
 def main() -> None:
     params = load_params()
     cfg = section(IntraConfig, params, "intra")
-    rows = run_sweep(cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
-                     rewritten_valid="data/rewritten/intra_valid.parquet", generator_dir="models/generator",
-                     scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet")
-    write_json("metrics/intra_sweep.json", rows)
+    rows = run_sweep(cfg, params.get("seed", 0), prepared=layout.PREPARED,
+                     rewritten_valid=layout.INTRA_VALID_REWRITES, generator_dir=layout.GENERATOR,
+                     scorer_dir=layout.SCORER, probe_films=layout.POOL)
+    write_json(layout.INTRA_SWEEP_METRICS, rows)
     chosen = next(r for r in rows if r["chosen"])
     log.info("intra-sweep: chose %s (changed-finding AUC %s, cos(f(x'), f(x)) %.3f on %d valid edits)",
              chosen["setting"], chosen["changed_auc"], chosen["patient_cos"], chosen["pairs"])

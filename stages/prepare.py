@@ -1,5 +1,6 @@
 """DVC stage `prepare`: the configured data source → data/prepared/ (pairs.parquet + images/)."""
 
+from pairaug import layout
 from pairaug.data.prepare import DataConfig, prepare
 from pairaug.data.samples import sample_grid
 from pairaug.params import load_params, section
@@ -9,8 +10,8 @@ from pairaug.stage import run_stage
 def main() -> None:
     params = load_params()
     cfg = section(DataConfig, params, "data")
-    pairs = prepare(cfg, params.get("seed", 0), "data/prepared", metrics_path="metrics/data.json")
-    sample_grid(pairs, "data/prepared", "metrics/samples.png")
+    pairs = prepare(cfg, params.get("seed", 0), layout.PREPARED_DIR, metrics_path=layout.DATA_METRICS)
+    sample_grid(pairs, layout.PREPARED_DIR, layout.SAMPLES_PLOT)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Usage: python stages/pretrain.py <mix>
 
 import sys
 
+from pairaug import layout
 from pairaug.errors import ParamError
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks
@@ -27,15 +28,15 @@ def main() -> None:
         # Rank 0 alone logs: one MLflow run per seed, live while it trains (a failure to log only warns).
         runs = PretrainRuns(mix, tracking) if ranks.is_main else None
         try:
-            pretrain_mix(mix, cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/validated",
-                         f"models/vlp/{mix}", ranks, hooks=runs, replicates=replicates(params))
+            pretrain_mix(mix, cfg, params.get("seed", 0), layout.PREPARED, layout.VALIDATED,
+                         layout.vlp(mix), ranks, hooks=runs, replicates=replicates(params))
         except BaseException as e:
             if runs:
                 runs.abort("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
             raise
     # After the outputs are written: the runs completed (inputs, audit trail, the model).
     if runs:
-        runs.complete(f"models/vlp/{mix}")
+        runs.complete(layout.vlp(mix))
 
 
 if __name__ == "__main__":

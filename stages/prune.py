@@ -1,21 +1,25 @@
 """DVC stage `prune`: score every synthetic candidate (inter, intra, image_only, paraphrase) with the scorer
 and keep the aligned ones → data/pruned/{candidates,pairs}.parquet, metrics/prune.json, the score plot."""
 
+from pathlib import Path
+
+from pairaug import layout
 from pairaug.io import write_json
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, replicates, section
-from pairaug.prune import PruneConfig, plot_scores, prune
+from pairaug.prune import PruneConfig, Sources, plot_scores, prune
 from pairaug.stage import run_stage
 
 
 def main() -> None:
     params = load_params()
     cfg = section(PruneConfig, params, "prune")
-    scorer = load_scorer("models/scorer", batch_size=cfg.batch_size)
-    candidates, metrics = prune(cfg, scorer, "data/pruned", seed=params.get("seed", 0),
+    scorer = load_scorer(layout.SCORER, batch_size=cfg.batch_size)
+    sources = Sources(*map(Path, (layout.PREPARED, layout.REWRITTEN, layout.SYNTHETIC, layout.DECISIONS, layout.POOL)))
+    candidates, metrics = prune(cfg, scorer, layout.PRUNED_DIR, sources, seed=params.get("seed", 0),
                                  replicates=replicates(params))
-    write_json("metrics/prune.json", metrics)
-    plot_scores(candidates, "metrics/prune_scores.png")
+    write_json(layout.PRUNE_METRICS, metrics)
+    plot_scores(candidates, layout.PRUNE_PLOT)
 
 
 if __name__ == "__main__":

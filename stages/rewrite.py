@@ -7,6 +7,7 @@ warns, unless `rewrite.prompts` names a registered prompt (then there is no text
 
 import logging
 
+from pairaug import layout
 from pairaug.errors import InputError
 from pairaug.params import load_params, section
 from pairaug.rewrite.config import RewriteConfig
@@ -42,7 +43,7 @@ def main() -> None:
     params = load_params()
     cfg = section(RewriteConfig, params, "rewrite")
     tracking = section(TrackingConfig, params, "tracking")
-    run_rewrite(cfg, params.get("seed", 0), "data/prepared/pairs.parquet", "data/rewritten", "metrics/rewrite.json",
+    run_rewrite(cfg, params.get("seed", 0), layout.PREPARED, layout.REWRITTEN, layout.REWRITE_METRICS,
                 registry=registry_target(tracking, cfg))
 
 

@@ -138,7 +138,7 @@ def redraw_generated(root: Path, seed: int = 7) -> None:
 
 def sources(root: Path) -> Sources:
     return Sources(root / "data/prepared/pairs.parquet", root / "data/rewritten", root / "data/synthetic",
-                   root / "review/decisions.csv")
+                   root / "review/decisions.csv", root / "data/pool/pairs.parquet")
 
 
 def make_scorer(folder: Path, texts: list[str], seed: int = 0) -> Path:

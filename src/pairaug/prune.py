@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pairaug.data.decisions import DECISIONS_FILE, read_decisions
+from pairaug.data.decisions import read_decisions
 from pairaug.data.images import load_gray
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
@@ -151,12 +151,12 @@ def derangement(n: int, seed: int) -> np.ndarray:
 
 
 def calibrate_tau(scorer: Scorer, images: list[str], reports: list[str], quantile: float, seed: int,
-                  batch_size: int = 512) -> dict:
+                  batch_size: int = 512, source: str | Path | None = None) -> dict:
     """τ from the scorer's own scale: the `quantile` of cos(f_img(x_i), f_txt(y_π(i))) over real pairs with
     a derangement π (every film meets another film's report), next to the matched pairs' figures."""
     if len(images) < 2:
         raise InputError("prune: at least 2 real valid pairs are needed to calibrate inter_tau "
-                         "(or set prune.inter_tau)", file="data/prepared/pairs.parquet", field="split")
+                         "(or set prune.inter_tau)", file=source, field="split")
     other = derangement(len(images), seed)
     img = np.concatenate([scorer.encode_images(images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
     txt = np.concatenate([scorer.encode_texts(reports[s:s + batch_size]) for s in range(0, len(reports), batch_size)])
@@ -172,13 +172,13 @@ def calibrate_tau(scorer: Scorer, images: list[str], reports: list[str], quantil
 
 @dataclass
 class Sources:
-    """Where the candidates come from (paths relative to the working directory)."""
+    """Where the candidates come from (the stage script names the paths: pairaug.layout)."""
 
-    prepared: Path = Path("data/prepared/pairs.parquet")
-    rewritten_dir: Path = Path("data/rewritten")
-    synthetic_dir: Path = Path("data/synthetic")
-    decisions: Path = Path(DECISIONS_FILE)
-    pool: Path = Path("data/pool/pairs.parquet")  # the films the select probe reading intra edits is fit on
+    prepared: Path
+    rewritten_dir: Path
+    synthetic_dir: Path
+    decisions: Path
+    pool: Path  # the films the select probe reading intra edits is fit on
 
 
 def read_manifest(path: Path, branch: str) -> pd.DataFrame:
@@ -295,7 +295,7 @@ def load_candidates(sources: Sources, replicates: Sequence[int] = (0,)) -> pd.Da
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         raise InputError(f"pair_id {out['pair_id'].iloc[row]!r} appears twice among the candidates",
-                         file=f"data/synthetic/{out['branch'].iloc[row]}", field="pair_id")
+                         file=sources.synthetic_dir / out['branch'].iloc[row], field="pair_id")
     for label in LABELS:
         out[label] = out[label].astype("Int8")
     return out
@@ -542,12 +542,11 @@ def plot_scores(candidates: pd.DataFrame, path: str | Path) -> None:
     plt.close(fig)
 
 
-def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Sources | None = None,
+def prune(cfg: PruneConfig, scorer: Scorer, out_dir: str | Path, sources: Sources,
           progress: bool = True, seed: int = 0, replicates: Sequence[int] = (0,)) -> tuple[pd.DataFrame, dict]:
     """Write `out_dir/{candidates,pairs}.parquet` atomically; return (candidates, metrics). Each replicate
     is pruned on its own: its τ draw (the derangement), its intra means μ_k."""
     out_dir = Path(out_dir)
-    sources = sources or Sources()
     cands = load_candidates(sources, replicates)
     review, review_info = review_decisions(cands, sources.decisions)  # a broken decisions file fails before scoring
     taus = {rep: replicate_tau(cfg, scorer, sources, seed, rep) for rep in replicates}
@@ -579,7 +578,7 @@ def replicate_tau(cfg: PruneConfig, scorer: Scorer, sources: Sources, seed: int,
     valid = real[real["split"] == "valid"]
     return calibrate_tau(scorer, [_abs(sources.prepared.parent / p) for p in valid["image"]],
                          valid["report"].tolist(), cfg.inter_tau_quantile, seed_from("prune-tau", seed, replicate),
-                         cfg.batch_size)
+                         cfg.batch_size, sources.prepared)
 
 
 def tau_summary(taus: dict[int, dict]) -> dict:

@@ -22,7 +22,6 @@ import pandas as pd
 from pairaug.errors import InputError
 from pairaug.io import atomic_path
 
-DECISIONS_FILE = "review/decisions.csv"  # relative to the repository root (a dep of `prune` in dvc.yaml)
 DECISION_COLUMNS: tuple[str, ...] = ("pair_id", "image_sha256", "decision", "reviewer", "time", "note")
 VERDICTS: tuple[str, ...] = ("accept", "reject", "flag")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

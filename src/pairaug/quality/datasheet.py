@@ -33,17 +33,19 @@ TASK_OF_BRANCH = {"inter": "inter", "intra": "intra", "paraphrase": "paraphrase"
 
 @dataclass
 class DatasheetSources:
-    prepared: Path = Path("data/prepared/pairs.parquet")
-    rewritten: Path = Path("data/rewritten")
-    synthetic: Path = Path("data/synthetic")
-    candidates: Path = Path("data/pruned/candidates.parquet")
-    prune_metrics: Path = Path("metrics/prune.json")
-    privacy_metrics: Path = Path("metrics/privacy.json")
-    validated: Path = Path("data/validated")
+    """What the datasheet reads and where it goes (the stage script names the paths: pairaug.layout)."""
+
+    prepared: Path
+    rewritten: Path
+    synthetic: Path
+    candidates: Path
+    prune_metrics: Path
+    privacy_metrics: Path
+    validated: Path
+    markdown: Path  # the outputs
+    json: Path
     # task → {"text", "sha"}: the instruction `rewrite.prompts` resolves to, and its hash (rewrite's prompt_sha)
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)
-    markdown: Path = Path("metrics/datasheet.md")  # the outputs
-    json: Path = Path("metrics/datasheet.json")
 
 
 def _json(path: Path) -> dict:

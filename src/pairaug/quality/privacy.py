@@ -94,10 +94,12 @@ def nearest(query: np.ndarray, ref: np.ndarray, query_group: np.ndarray | None =
 
 @dataclass
 class Sources:
-    prepared: Path = Path("data/prepared/pairs.parquet")
-    synthetic: Path = Path("data/synthetic")  # <branch>/manifest.parquet
-    pruned: Path = Path("data/pruned/pairs.parquet")
-    scorer: Path = Path("models/scorer")
+    """What the check reads (the stage script names the paths: pairaug.layout)."""
+
+    prepared: Path
+    synthetic: Path  # <branch>/manifest.parquet
+    pruned: Path
+    scorer: Path
 
 
 def _read(path: Path, what: str, stage: str) -> pd.DataFrame:
@@ -123,11 +125,11 @@ def synthetic_images(synthetic: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).sort_values("pair_id", kind="stable").reset_index(drop=True)
 
 
-def check_memorisation(cfg: PrivacyConfig, scorer: Scorer, sources: Sources | None = None
+def check_memorisation(cfg: PrivacyConfig, scorer: Scorer, sources: Sources
                        ) -> tuple[pd.DataFrame, dict, dict[str, np.ndarray]]:
     """(the per-image table, metrics/privacy.json, the valid films' nearest-train distances per space) for
     every synthetic image; see the module doc."""
-    src = sources or Sources()
+    src = sources
     real = read_pairs(src.prepared)
     root = Path(src.prepared).parent
     train = real[real["split"] == "train"].sort_values("pair_id").reset_index(drop=True)

@@ -93,11 +93,11 @@ def _rebase(rows: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
                        image_sha256=[shas[f] for f in files])
 
 
-def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path = "data/pruned/pairs.parquet",
-                   prepared: str | Path = "data/prepared/pairs.parquet", out_dir: str | Path = "data/validated",
-                   metrics_path: str | Path | None = "metrics/validate.json", gx_root: str | Path = ".",
-                   mixes: dict[str, list[str]] | None = None, pool: str | Path = "data/pool/pairs.parquet",
-                   privacy: str | Path | None = "data/privacy/images.parquet",
+def validate_pairs(cfg: ValidateConfig, *, pruned: str | Path,
+                   prepared: str | Path, out_dir: str | Path,
+                   metrics_path: str | Path | None, gx_root: str | Path,
+                   mixes: dict[str, list[str]] | None = None, pool: str | Path,
+                   privacy: str | Path | None,
                    datasheet: DatasheetSources | None = None, replicates: Sequence[int] = (0,)) -> dict:
     """Run the gate; on success write `out_dir/{pairs.parquet,result.json}` and return the summary.
 

@@ -39,6 +39,7 @@ def _cmd_replicate(args: argparse.Namespace) -> None:
 
     from pairaug.errors import InputError
     from pairaug.io import repo_root
+    from pairaug.layout import ABLATION_JSON
     from pairaug.params import load_params, replicates
     from pairaug.report.experiments import read_experiment_json, run_temp_experiment
     from pairaug.report.replication import compare, write_replication
@@ -49,13 +50,13 @@ def _cmd_replicate(args: argparse.Namespace) -> None:
     params = [f"replicates=[{','.join(map(str, reps))}]", *(args.set_param or [])]
     name = args.name or "replicate-" + "-".join(map(str, reps)) + "".join(
         "-" + p.replace("=", "").replace(".", "_") for p in args.set_param or [])
-    ablation = root / "metrics" / "ablation.json"
+    ablation = root / ABLATION_JSON
     if not ablation.exists():
         raise InputError("no ablation in the workspace to compare with (run `dvc repro` first)", file=ablation)
     if not args.compare_only:
         print(f"replicate: dvc exp run --temp -n {name} {' '.join('-S ' + p for p in params)}", flush=True)
         run_temp_experiment(root, name, params, f"replicate {name}")
-    other = read_experiment_json(root, name, "metrics/ablation.json", hint=f"run `pairaug replicate --name {name}`")
+    other = read_experiment_json(root, name, ABLATION_JSON, hint=f"run `pairaug replicate --name {name}`")
     result = compare(json.loads(ablation.read_text()), other)
     this = "replicates " + ",".join(map(str, current))
     print(write_replication(result, this, name, root / args.out), end="")

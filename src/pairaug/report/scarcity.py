@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pairaug.io import atomic_path, write_json
+from pairaug.layout import ABLATION_JSON, DATA_METRICS
 from pairaug.report.experiments import read_experiment_json, run_temp_experiment
 
 PANELS = (("zeroshot", "zero-shot mean AUC"), ("probe_10", "linear probe 10 % mean AUC"))
@@ -136,5 +137,5 @@ def experiment_file(root: Path, size: int, rel: str) -> dict:
 
 
 def collect(root: Path, sizes: list[int]) -> list[dict]:
-    return [point(experiment_file(root, n, "metrics/ablation.json"), experiment_file(root, n, "metrics/data.json"))
+    return [point(experiment_file(root, n, ABLATION_JSON), experiment_file(root, n, DATA_METRICS))
             for n in sizes]

@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pairaug.data.decisions import DECISIONS_FILE, read_decisions, record_decision
+from pairaug.data.decisions import read_decisions, record_decision
 from pairaug.data.schema import LABELS, label_states, read_pairs
 from pairaug.errors import InputError
+from pairaug.layout import DECISIONS, INTRA_MANIFEST, INTRA_SYNTHETIC, PREPARED, PREPARED_DIR
+from pairaug.layout import PRUNED_DIR as PRUNED
+from pairaug.layout import VALIDATED_PAIRS as VALIDATED
 
-PRUNED = "data/pruned"
-PREPARED = "data/prepared/pairs.parquet"
-VALIDATED = "data/validated/pairs.parquet"
-INTRA_MANIFEST = "data/synthetic/intra/manifest.parquet"
 SCORES = ("s_a", "s1", "s2", "s3")
 THRESHOLDS = {"s_a": "tau", "s1": "thr_s1", "s2": "thr_s2", "s3": "thr_s3"}
 # Columns the page shows in their own places; every other column of the pruned or validated tables is a
@@ -44,7 +43,7 @@ class Workspace:
 
     def __init__(self, root: str | Path, decisions: str | Path | None = None):
         self.root = Path(root).resolve()
-        self.decisions_path = Path(decisions) if decisions else self.root / DECISIONS_FILE
+        self.decisions_path = Path(decisions) if decisions else self.root / DECISIONS
         path = self.root / PRUNED / "candidates.parquet"
         if not path.exists():
             raise InputError("no pruned candidates in this workspace (run `dvc repro prune`, or `dvc pull prune`)",
@@ -52,14 +51,14 @@ class Workspace:
         cands = pd.read_parquet(path)
         real = read_pairs(self.root / PREPARED).set_index("pair_id")
         cands["image_path"] = [_join(PRUNED, p) for p in cands["image"]]
-        cands["source_image_path"] = [_join("data/prepared", p) for p in real["image"].reindex(cands["source_pair_id"])]
+        cands["source_image_path"] = [_join(PREPARED_DIR, p) for p in real["image"].reindex(cands["source_pair_id"])]
         cands["branch_source_path"] = None
         intra = self.root / INTRA_MANIFEST
         if intra.exists():
             m = pd.read_parquet(intra)
             if "source_image" in m.columns:
                 src = dict(zip(m["pair_id"], m["source_image"]))
-                cands["branch_source_path"] = [_join("data/synthetic/intra", src[p]) if p in src else None
+                cands["branch_source_path"] = [_join(INTRA_SYNTHETIC, src[p]) if p in src else None
                                                for p in cands["pair_id"]]
         # Labels: the new report's against the source's, as the quality checks read them.
         source_labels = real.reindex(cands["source_pair_id"])

@@ -422,9 +422,9 @@ def _request_all(backend: ChatBackend, cfg: RewriteConfig, prompt: Prompt, todo:
 # ---------------------------------------------------------------- the stage
 
 
-def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path = "data/prepared/pairs.parquet",
-                out_dir: str | Path = "data/rewritten", metrics_path: str | Path | None = "metrics/rewrite.json",
-                *, progress: bool = True, registry: RegistryTarget | None = None) -> dict:
+def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path, out_dir: str | Path,
+                metrics_path: str | Path | None, *, progress: bool = True,
+                registry: RegistryTarget | None = None) -> dict:
     """Rewrite the train split for every configured task (and `valid_reports` valid reports for IntraAug,
     `intra_valid`); write the manifests and metrics; return metrics.
 

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pairaug.data.decisions import DECISIONS_FILE, read_decisions
+from pairaug.data.decisions import read_decisions
 from pairaug.data.provenance import mismatches, read_provenance
 from pairaug.errors import InputError
 from pairaug.io import md5_file, repo_root, sha256_file
+from pairaug.layout import DECISIONS
 from pairaug.tracking.lineage import (
     REAL_MANIFEST,
     DvcCache,
@@ -234,7 +235,7 @@ def _missing(value: Any) -> bool:
 def review_now(pairs: pd.DataFrame, root: Path) -> pd.DataFrame:
     """Add `review_now`: each pair's decision in the workspace's review/decisions.csv today (`stale` when the
     decision was made on another image than the one the model trained with; empty when not reviewed)."""
-    d = read_decisions(root / DECISIONS_FILE).set_index("pair_id")
+    d = read_decisions(root / DECISIONS).set_index("pair_id")
     now = []
     for pid, sha in zip(pairs["pair_id"], pairs["image_sha256"]):
         if pid not in d.index:

@@ -23,13 +23,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from pairaug.data.decisions import DECISIONS_FILE
 from pairaug.errors import InputError, ParamError
 from pairaug.io import md5_file, sha256_file
+from pairaug.layout import DATASHEET_JSON, DATASHEET_MD, DECISIONS, VALIDATED, mix_manifest
+from pairaug.layout import PREPARED as REAL_MANIFEST
 
-REAL_MANIFEST = "data/prepared/pairs.parquet"
-GX_RESULT = "data/validated/result.json"
-DATASHEET = ("metrics/datasheet.md", "metrics/datasheet.json")  # written by `validate` (quality/datasheet.py)
+DATASHEET = (DATASHEET_MD, DATASHEET_JSON)  # written by `validate` (quality/datasheet.py)
 AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
                  "s_a", "s1", "s2", "s3", "review")  # review: the decision prune applied to the pair
 
@@ -37,10 +36,10 @@ AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report
 def decisions_input(lock: dict, workspace: Path) -> dict[str, str]:
     """{review/decisions.csv: md5} of the decisions the pruned pairs were made with: the md5 dvc.lock
     records for prune's dependency, else (no lock entry yet) the file's; {} without a decisions file."""
-    md5 = lock_dep(lock, "prune", DECISIONS_FILE)
-    if md5 is None and (workspace / DECISIONS_FILE).exists():
-        md5 = md5_file(workspace / DECISIONS_FILE)
-    return {DECISIONS_FILE: md5} if md5 else {}
+    md5 = lock_dep(lock, "prune", DECISIONS)
+    if md5 is None and (workspace / DECISIONS).exists():
+        md5 = md5_file(workspace / DECISIONS)
+    return {DECISIONS: md5} if md5 else {}
 
 
 # The rewrite task whose instruction made a synthetic branch's reports (image_only keeps the source report)
@@ -69,7 +68,7 @@ def prompt_versions(workspace: Path, mix: str, branches: set[str], manifest_md5:
 
 def synthetic_manifest(mix: str) -> str:
     """The validated synthetic pairs a mix trains on (written by `validate`, read by `pretrain@<mix>`)."""
-    return f"data/validated/mixes/{mix}.parquet"
+    return mix_manifest(mix)
 
 
 # ------------------------------------------------------------------------------------------- params
@@ -266,7 +265,7 @@ class DvcCache:
 
 
 def audit_pairs(training_pairs: pd.DataFrame, validated: pd.DataFrame | None,
-                validated_dir: str = "data/validated") -> pd.DataFrame:
+                validated_dir: str = VALIDATED) -> pd.DataFrame:
     """The synthetic pairs a model trained on, with what an audit needs (image paths repo-relative)."""
     used = training_pairs[training_pairs["branch"] != "real"][["pair_id", "branch", "report"]]
     if validated is None:

@@ -40,11 +40,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pairaug.data.decisions import DECISIONS_FILE
 from pairaug.io import md5_file
+from pairaug.layout import DECISIONS, GX_RESULT
 from pairaug.tracking.lineage import (
     DATASHEET,
-    GX_RESULT,
     REAL_MANIFEST,
     TrainingRecord,
     lock_dep,
@@ -125,7 +124,7 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
         for i in range(0, len(metrics), 900):
             client.log_batch(run_id, metrics=metrics[i:i + 900], synchronous=True)
     for path, md5 in rec.inputs.items():
-        name = {REAL_MANIFEST: "real_pairs", DECISIONS_FILE: "review_decisions"}.get(path, "synthetic_pairs")
+        name = {REAL_MANIFEST: "real_pairs", DECISIONS: "review_decisions"}.get(path, "synthetic_pairs")
         # The digest is the file's md5: the hash dvc.lock records, so `dvc` and MLflow name one file alike.
         ds = MetaDataset(source=_dataset_source(workspace / path), name=name, digest=md5)
         mlflow.log_input(ds, context="training", tags={"path": path})
