@@ -93,6 +93,7 @@ def eval_roc(mix: str) -> str:
 # report
 ABLATION_MD = "metrics/ablation.md"
 ABLATION_JSON = "metrics/ablation.json"
+REPLICATION_MD = "metrics/replication.md"  # `pairaug replicate`: two runs' verdicts side by side
 ROC = "metrics/roc"
 SUMMARY = "metrics/summary.json"
 TSNE_PLOT = "metrics/tsne.png"

@@ -63,6 +63,8 @@ def _cmd_replicate(args: argparse.Namespace) -> None:
 
 
 def register_replicate(sub: argparse._SubParsersAction) -> None:
+    from pairaug.layout import REPLICATION_MD
+
     p = sub.add_parser("replicate", help="rerun the ablation with other replicate seeds and compare the verdicts",
                        description="Run `dvc exp run --temp` with other replicate seeds (same data and priors; "
                                    "default: as many new seeds as params.yaml lists, after its largest), then "
@@ -74,6 +76,6 @@ def register_replicate(sub: argparse._SubParsersAction) -> None:
                    help="further params for the experiment, as `dvc exp run -S` takes them (e.g. seed=1)")
     p.add_argument("--name", help="the experiment's name (default: replicate-<seeds>[-<params>])")
     p.add_argument("--compare-only", action="store_true", help="compare with an experiment run before")
-    p.add_argument("--out", default="metrics/replication.md",
+    p.add_argument("--out", default=REPLICATION_MD,
                    help="where the comparison goes (Markdown; the rows as .json beside it)")
     p.set_defaults(func=_cmd_replicate)
