@@ -29,7 +29,10 @@ def main() -> None:
                             scorer_dir="models/scorer", probe_films="data/pool/pairs.parquet",
                             kept=kept_intra_ids("data/pruned/pairs.parquet"))
     write_json("metrics/intra.json", metrics)
-    if metrics["pairs"]:
+    if metrics["pairs"] and not metrics["kept"]:
+        log.info("intra: prune kept no intra pair of %d: the kept figures are null in metrics/intra.json",
+                 metrics["pairs"])
+    elif metrics["pairs"]:
         every, kept = metrics["labels"]["all"], metrics["labels"]["kept"]
         log.info("intra: changed-finding AUC from x' %.3f (kept %d: %.3f; x itself %.3f), changed findings read "
                  "%s (kept %s), cos(f(x'), f(x)) %.3f (kept %.3f, unrelated %.3f); inversion PSNR at the edit's "

@@ -351,7 +351,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     ref_pos = manifest.index.get_indexer(ref.index)
     patient = {
         "edited_vs_source_film": _mean_cos(f_edit, f_real),
-        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]),
+        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]) if is_kept.any() else None,
         "fresh_vs_random_film": _mean_cos(f_fresh, f_random),
         "fresh_vs_source_film": _mean_cos(f_fresh, f_real[ref_pos]),
         "source_branch_vs_source_film": _mean_cos(f_branch, f_real),
@@ -365,11 +365,14 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     old = src.reset_index(drop=True)
     new = _new_labels(rewritten, manifest)
     labels = {"all": read_edits(probe, edited, real, old, new)}
+    # prune may keep no intra pair: the kept figures are then null (the gate names the empty branch)
     labels["kept"] = read_edits(probe, edited[is_kept], real[is_kept], old[is_kept].reset_index(drop=True),
-                                new[is_kept].reset_index(drop=True))
+                                new[is_kept].reset_index(drop=True)) if is_kept.any() else None
     # per pair, defined wherever a finding the judge reads changed (the AUCs need both directions of a change)
     _, share = reads_new(probe, thresholds, edited, old, new)
     for name, rows in (("all", np.ones(len(share), dtype=bool)), ("kept", is_kept)):
+        if labels[name] is None:
+            continue
         readable = rows & ~np.isnan(share)
         labels[name]["changed_read"] = float(np.mean(share[readable])) if readable.any() else None
         labels[name]["changed_read_pairs"] = int(readable.sum())
