@@ -10,6 +10,7 @@ import sys
 from pairaug.errors import ParamError
 from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
 from pairaug.io import write_json, write_parquet
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.tracking.runs import log_evaluate
@@ -21,6 +22,7 @@ def main() -> None:
         raise ParamError("stage argument", "usage: python stages/evaluate.py <mix>")
     mix = sys.argv[1]
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(EvaluateConfig, params, "evaluate")
     tracking = section(TrackingConfig, params, "tracking")
     result, roc, scores = evaluate_mix(f"models/vlp/{mix}", cfg, "data/prepared/pairs.parquet", params.get("seed", 0))

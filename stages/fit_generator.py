@@ -2,6 +2,7 @@
 generator.checkpoint). It reads nothing of the target: `check-priors` checks it on the target's valid reports."""
 
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.train.generator import GeneratorConfig, fit_generator
@@ -9,6 +10,7 @@ from pairaug.train.generator import GeneratorConfig, fit_generator
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(GeneratorConfig, params, "generator")
     info = fit_generator(cfg, params.get("seed", 0), "data/pool/pairs.parquet", "models/scorer", "models/generator")
     write_json("metrics/generator.json", info)

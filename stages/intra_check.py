@@ -10,6 +10,7 @@ from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -19,6 +20,7 @@ OUT = "data/synthetic/intra"
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(IntraConfig, params, "intra").resolved(chosen_setting("metrics/intra_sweep.json"))
     manifest_path = Path(OUT) / "manifest.parquet"
     if not manifest_path.exists():

@@ -5,6 +5,7 @@ import logging
 from pairaug.generate.intra import IntraConfig
 from pairaug.generate.intra_sweep import run_sweep
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -13,6 +14,7 @@ log = logging.getLogger("pairaug.intra")
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(IntraConfig, params, "intra")
     rows = run_sweep(cfg, params.get("seed", 0), prepared="data/prepared/pairs.parquet",
                      rewritten_valid="data/rewritten/intra_valid.parquet", generator_dir="models/generator",

@@ -5,6 +5,7 @@ data/privacy/images.parquet (read by validate's suite), metrics/privacy.json, th
 import logging
 
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
 from pairaug.quality.privacy import PrivacyConfig, check_memorisation, plot_distances, write_outputs
@@ -14,7 +15,9 @@ log = logging.getLogger("pairaug.privacy")
 
 
 def main() -> None:
-    cfg = section(PrivacyConfig, load_params(), "privacy")
+    params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
+    cfg = section(PrivacyConfig, params, "privacy")
     table, metrics, reference = check_memorisation(cfg, load_scorer("models/scorer", batch_size=cfg.batch_size))
     write_outputs(table, "data/privacy")
     write_json("metrics/privacy.json", metrics)

@@ -2,6 +2,7 @@
 and keep the aligned ones → data/pruned/{candidates,pairs}.parquet, metrics/prune.json, the score plot."""
 
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
 from pairaug.prune import PruneConfig, plot_scores, prune
@@ -10,6 +11,7 @@ from pairaug.stage import run_stage
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(PruneConfig, params, "prune")
     scorer = load_scorer("models/scorer", batch_size=cfg.batch_size)
     candidates, metrics = prune(cfg, scorer, "data/pruned", seed=params.get("seed", 0))

@@ -21,6 +21,7 @@ from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_s
 from pairaug.generate.run import generate_fresh
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import save_png, seed_from, sha256_file
+from pairaug.launch import generation_dtype
 from pairaug.models.generator import TextToImagePipeline, UNetArch, embedded_unet, train_scheduler
 from pairaug.models.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
 from pairaug.parallel import Ranks
@@ -244,8 +245,8 @@ def test_ranks_from_the_launcher_environment(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name)
     assert Ranks.from_env() == Ranks(0, 1, 0) and Ranks().is_main
-    if not torch.cuda.is_available():  # half precision is for GPUs; a CPU run stays float32
-        assert Ranks().device == "cpu" and Ranks().dtype("float16") == torch.float32
+    # half precision is for GPUs; a CPU run stays float32 (tests/test_devices.py: the device itself)
+    assert generation_dtype("float16", torch.device("cpu")) == torch.float32
 
 
 # --------------------------------------------------------------------------------------- bad params
