@@ -12,7 +12,15 @@ import torch
 from transformers import CLIPModel
 
 from pairaug.errors import ParamError
-from pairaug.launch import DEVICE_ENV, LaunchConfig, autocast, configure, generation_dtype, stage_device
+from pairaug.launch import (
+    DEVICE_ENV,
+    PRECISION_ENV,
+    LaunchConfig,
+    autocast,
+    configure,
+    generation_dtype,
+    stage_device,
+)
 from pairaug.measurement.encoder import VisionLanguageModel
 from pairaug.models.clip import ClipArch, ImagePreprocessor, embedded_config
 from pairaug.models.scorer import load_scorer
@@ -28,7 +36,8 @@ WORDS = ["no", "mild", "large", "left", "right", "effusion", "edema", "cardiomeg
 @pytest.fixture
 def device_env(monkeypatch):
     """Each test sets launch.device itself; the process's choice is restored after it."""
-    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    monkeypatch.setenv(DEVICE_ENV, "auto")  # restored (unset) after the test, whatever configure() wrote
+    monkeypatch.setenv(PRECISION_ENV, "no")
     return monkeypatch
 
 

@@ -31,6 +31,7 @@ from pairaug.errors import InputError
 
 WEIGHTS = "pytorch_model.bin"
 TEXT_DIR, VISION_DIR = "text", "vision"
+FILES = (WEIGHTS, f"{TEXT_DIR}/config.json", f"{VISION_DIR}/config.json")  # what a MedCLIP folder must hold
 IMAGE_SIZE = 224
 MAX_LENGTH = 77
 MEAN, STD = 0.5862786, 0.2795009  # MedCLIP's normalisation of its one-channel films
@@ -70,7 +71,7 @@ class MedClip(nn.Module):
 def check_medclip_folder(folder: str | Path) -> Path:
     """`folder`, or a one-line error naming the first file it lacks (nothing here downloads)."""
     folder = Path(folder)
-    for need in (WEIGHTS, f"{TEXT_DIR}/config.json", f"{VISION_DIR}/config.json"):
+    for need in FILES:
         if not (folder / need).exists():
             raise InputError(f"MedCLIP folder lacks {need} (it holds {WEIGHTS}, {TEXT_DIR}/: Bio_ClinicalBERT's "
                              f"config and tokenizer, {VISION_DIR}/: Swin-tiny's config); this pipeline never "
