@@ -11,6 +11,7 @@ from pairaug import layout
 from pairaug.errors import ParamError
 from pairaug.evaluate.run import EvaluateConfig, evaluate_mix
 from pairaug.io import write_json, write_parquet
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.tracking.runs import log_evaluate
@@ -22,6 +23,7 @@ def main() -> None:
         raise ParamError("stage argument", "usage: python stages/evaluate.py <mix>")
     mix = sys.argv[1]
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(EvaluateConfig, params, "evaluate")
     tracking = section(TrackingConfig, params, "tracking")
     result, roc, scores = evaluate_mix(layout.vlp(mix), cfg, layout.PREPARED, params.get("seed", 0))

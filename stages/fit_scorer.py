@@ -3,6 +3,7 @@ It reads nothing of the target: `check-priors` checks the scorer on the target's
 
 from pairaug import layout
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 from pairaug.train.scorer import ScorerConfig, fit_scorer
@@ -10,6 +11,7 @@ from pairaug.train.scorer import ScorerConfig, fit_scorer
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(ScorerConfig, params, "scorer")
     write_json(layout.SCORER_METRICS, fit_scorer(cfg, params.get("seed", 0), layout.POOL, layout.SCORER))
 

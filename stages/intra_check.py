@@ -11,6 +11,7 @@ from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -20,6 +21,7 @@ OUT = layout.INTRA_SYNTHETIC
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(IntraConfig, params, "intra").resolved(chosen_setting(layout.INTRA_SWEEP_METRICS))
     manifest_path = Path(OUT) / "manifest.parquet"
     if not manifest_path.exists():
@@ -30,7 +32,10 @@ def main() -> None:
                             scorer_dir=layout.SCORER, probe_films=layout.POOL,
                             kept=kept_intra_ids(layout.PRUNED))
     write_json(layout.INTRA_METRICS, metrics)
-    if metrics["pairs"]:
+    if metrics["pairs"] and not metrics["kept"]:
+        log.info("intra: prune kept no intra pair of %d: the kept figures are null in %s", metrics["pairs"],
+                 layout.INTRA_METRICS)
+    elif metrics["pairs"]:
         every, kept = metrics["labels"]["all"], metrics["labels"]["kept"]
         log.info("intra: changed-finding AUC from x' %.3f (kept %d: %.3f; x itself %.3f), changed findings read "
                  "%s (kept %s), cos(f(x'), f(x)) %.3f (kept %.3f, unrelated %.3f); inversion PSNR at the edit's "

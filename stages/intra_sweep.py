@@ -6,6 +6,7 @@ from pairaug import layout
 from pairaug.generate.intra import IntraConfig
 from pairaug.generate.intra_sweep import run_sweep
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.params import load_params, section
 from pairaug.stage import run_stage
 
@@ -14,6 +15,7 @@ log = logging.getLogger("pairaug.intra")
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(IntraConfig, params, "intra")
     rows = run_sweep(cfg, params.get("seed", 0), prepared=layout.PREPARED,
                      rewritten_valid=layout.INTRA_VALID_REWRITES, generator_dir=layout.GENERATOR,

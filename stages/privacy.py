@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pairaug import layout
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, section
 from pairaug.quality.privacy import PrivacyConfig, Sources, check_memorisation, plot_distances, write_outputs
@@ -16,7 +17,9 @@ log = logging.getLogger("pairaug.privacy")
 
 
 def main() -> None:
-    cfg = section(PrivacyConfig, load_params(), "privacy")
+    params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
+    cfg = section(PrivacyConfig, params, "privacy")
     sources = Sources(Path(layout.PREPARED), Path(layout.SYNTHETIC), Path(layout.PRUNED), Path(layout.SCORER))
     table, metrics, reference = check_memorisation(cfg, load_scorer(layout.SCORER, batch_size=cfg.batch_size), sources)
     write_outputs(table, layout.PRIVACY_DIR)

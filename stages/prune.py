@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pairaug import layout
 from pairaug.io import write_json
+from pairaug.launch import LaunchConfig, configure
 from pairaug.models.scorer import load_scorer
 from pairaug.params import load_params, replicates, section
 from pairaug.prune import PruneConfig, Sources, plot_scores, prune
@@ -13,6 +14,7 @@ from pairaug.stage import run_stage
 
 def main() -> None:
     params = load_params()
+    configure(section(LaunchConfig, params, "launch"))  # launch.device / mixed_precision
     cfg = section(PruneConfig, params, "prune")
     scorer = load_scorer(layout.SCORER, batch_size=cfg.batch_size)
     sources = Sources(*map(Path, (layout.PREPARED, layout.REWRITTEN, layout.SYNTHETIC, layout.DECISIONS, layout.POOL)))

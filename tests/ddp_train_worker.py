@@ -13,7 +13,7 @@ import sys
 import torch
 from transformers import CLIPModel
 
-from pairaug.launch import process_group
+from pairaug.launch import process_group, stage_device
 from pairaug.models.clip import ClipArch, ImagePreprocessor, embedded_config
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.parallel import Ranks
@@ -37,6 +37,7 @@ def main(out: str) -> None:
     with process_group(Ranks.from_env()) as ranks:
         model, _ = train_clip(model, tokenizer, preprocess, images, texts, cfg, seed=0,
                               select=lambda _m: next(counter), ranks=ranks)
+    assert {p.device for p in model.parameters()} == {stage_device(ranks)}  # the stage's device, on every rank
     if ranks.is_main:
         torch.save(model.state_dict(), out)
 

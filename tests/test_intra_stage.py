@@ -4,6 +4,7 @@ resume, clear errors, and the stage as DVC runs it in the tiny pipeline."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 import yaml
 from conftest import TINY_PARAMS
+from conftest import run as run_cmd
 from diffusers import UNet2DConditionModel
 from test_intra_p2p import tiny_generator
 from tiny_sd import save_tiny_sd
@@ -288,6 +290,39 @@ def test_stage_in_the_tiny_pipeline(tiny_repo):
                           generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer",
                           probe_films=tiny_repo / "data/pool/pairs.parquet", kept=kept)
     assert _same(json.loads(json.dumps(again)), metrics)
+
+
+def test_no_kept_intra_pair_gives_null_kept_figures_and_one_log_line(tiny_repo):
+    """Prune may keep no intra pair (an editor whose edits draw no change): intra-check still measures every
+    candidate, its kept figures are null, and the stage says so in one line (no traceback)."""
+    out = tiny_repo / "data/synthetic/intra"
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    params = yaml.safe_load((tiny_repo / "params.yaml").read_text())
+    cfg = section(IntraConfig, params, "intra").resolved(chosen_setting(tiny_repo / "metrics/intra_sweep.json"))
+    metrics = intra_metrics(cfg, params["seed"], manifest, out_dir=out,
+                            prepared=tiny_repo / "data/prepared/pairs.parquet",
+                            rewritten=tiny_repo / "data/rewritten/intra.parquet",
+                            generator_dir=tiny_repo / "models/generator", scorer_dir=tiny_repo / "models/scorer",
+                            probe_films=tiny_repo / "data/pool/pairs.parquet", kept=set())
+    assert metrics["kept"] == 0 and metrics["pairs"] == len(manifest)
+    assert metrics["labels"]["kept"] is None and metrics["patient"]["kept_edited_vs_source_film"] is None
+    assert metrics["labels"]["all"]["pairs"] == len(manifest)
+    json.dumps(metrics, allow_nan=False)  # strict JSON: null, not NaN
+
+    # the stage itself, on a pruned set with no intra pair
+    pruned, written = tiny_repo / "data/pruned/pairs.parquet", tiny_repo / "metrics/intra.json"
+    saved = {p: p.read_bytes() for p in (pruned, written)}
+    try:
+        pairs = pd.read_parquet(pruned)
+        pairs[pairs["branch"] != "intra"].to_parquet(pruned)
+        proc = run_cmd([sys.executable, "stages/intra_check.py"], tiny_repo, check=False)
+        figures = json.loads(written.read_text())
+    finally:
+        for p, data in saved.items():
+            p.write_bytes(data)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "prune kept no intra pair" in proc.stderr + proc.stdout
+    assert figures["kept"] == 0 and figures["labels"]["kept"] is None
 
 
 def _same(a, b) -> bool:

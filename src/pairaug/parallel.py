@@ -19,10 +19,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -41,20 +37,6 @@ class Ranks:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def device(self) -> str:
-        import torch
-
-        return f"cuda:{self.local_rank}" if torch.cuda.is_available() else "cpu"
-
-    def dtype(self, name: str) -> torch.dtype:
-        """Half precision only where a GPU runs it; CPU stays float32."""
-        import torch
-
-        if not torch.cuda.is_available():
-            return torch.float32
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:

@@ -38,6 +38,7 @@ from pairaug.generate.p2p import LocalBlend, edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import seed_from, stable_hash
+from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.edit_readout import fit_readout_probe, read_edits, reads_new
 from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import resolve
@@ -285,11 +286,12 @@ def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,)
     edits = read_rewritten(rewritten)
     sources = real_sources(prepared, edits["source_pair_id"], rewritten)
     gen_sha = generator_sha(generator_dir)
-    dtype = ranks.dtype(cfg.dtype)
+    device = stage_device(ranks)
+    dtype = generation_dtype(cfg.dtype, device)
     store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype, replicates)
     items = store.items
     path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=ranks.device)
+    pipe = load_generator(path, dtype=dtype, device=device)
     make = make_intra_chunk(pipe, cfg, stored_image_size(prepared), gen_sha, sources)
     done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
     with progress_bar(len(items), done, "intra-generate") as bar:
@@ -346,7 +348,8 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     rng = np.random.default_rng(seed_from("intra-metrics", seed))
     stored = stored_image_size(prepared)
     path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=torch.float32, device=Ranks.from_env().device)
+    device = stage_device()
+    pipe = load_generator(path, dtype=generation_dtype(cfg.dtype, device), device=device)
     scorer = load_scorer(scorer_dir)
 
     edited = np.stack([load_gray(out_dir / rel) for rel in manifest["image"]])
@@ -368,7 +371,7 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     ref_pos = manifest.index.get_indexer(ref.index)
     patient = {
         "edited_vs_source_film": _mean_cos(f_edit, f_real),
-        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]),
+        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]) if is_kept.any() else None,
         "fresh_vs_random_film": _mean_cos(f_fresh, f_random),
         "fresh_vs_source_film": _mean_cos(f_fresh, f_real[ref_pos]),
         "source_branch_vs_source_film": _mean_cos(f_branch, f_real),
@@ -382,11 +385,14 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     old = src.reset_index(drop=True)
     new = _new_labels(rewritten, manifest)
     labels = {"all": read_edits(probe, edited, real, old, new)}
+    # prune may keep no intra pair: the kept figures are then null (the gate names the empty branch)
     labels["kept"] = read_edits(probe, edited[is_kept], real[is_kept], old[is_kept].reset_index(drop=True),
-                                new[is_kept].reset_index(drop=True))
+                                new[is_kept].reset_index(drop=True)) if is_kept.any() else None
     # per pair, defined wherever a finding the judge reads changed (the AUCs need both directions of a change)
     _, share = reads_new(probe, thresholds, edited, old, new)
     for name, rows in (("all", np.ones(len(share), dtype=bool)), ("kept", is_kept)):
+        if labels[name] is None:
+            continue
         readable = rows & ~np.isnan(share)
         labels[name]["changed_read"] = float(np.mean(share[readable])) if readable.any() else None
         labels[name]["changed_read_pairs"] = int(readable.sum())
@@ -404,8 +410,9 @@ def _new_labels(rewritten: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
     return new.reindex(list(zip(manifest["source_pair_id"], manifest["report"]))).reset_index(drop=True)
 
 
-def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: IntraConfig, stored: int,
-          batch: int = 64) -> np.ndarray:
+def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: IntraConfig,
+          stored: int) -> np.ndarray:
+    batch = 2 * cfg.batch_size  # 2 UNet rows a prompt: the 4 x batch_size rows of an intra-generate chunk
     out = [pipe(prompts[s:s + batch], seeds[s:s + batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
                 height=native_height(pipe, cfg)) for s in range(0, len(prompts), batch)]
     return resize_batch(np.concatenate(out), stored)
@@ -420,8 +427,9 @@ def _inversion_psnr(pipe: TextToImagePipeline, cfg: IntraConfig, manifest: pd.Da
     height = native_height(pipe, cfg)
     out: dict = {"pairs": len(sample), "refine": cfg.inversion_refine, "method": cfg.inversion}
     figures: dict[str, list] = {}
-    for start_at in range(0, len(sample), 64):
-        sl = slice(start_at, start_at + 64)
+    batch = 2 * cfg.batch_size  # films per call: as many UNet rows as an intra-generate chunk
+    for start_at in range(0, len(sample), batch):
+        sl = slice(start_at, start_at + batch)
         clean = pipe.encode_image(resize_batch(real[sl], height))
         runs = {"guidance_1": ("ddim", 1.0), "guidance_edit_ddim": ("ddim", cfg.guidance),
                 "guidance_edit": (cfg.inversion, cfg.guidance)}

@@ -21,19 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from pairaug.data.images import load_gray
 from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, edit_batch, native_height, real_sources
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.io import read_json, seed_from
+from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.edit_readout import fit_readout_probe, read_edits
 from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import load_generator
 from pairaug.models.scorer import load_scorer
-from pairaug.parallel import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,8 @@ def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_va
     films = np.stack([load_gray(p) for p in src["path"]])
     stored = stored_image_size(prepared)
     path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=torch.float32, device=Ranks.from_env().device)
+    device = stage_device()
+    pipe = load_generator(path, dtype=generation_dtype(cfg.dtype, device), device=device)
     scorer = load_scorer(scorer_dir)
     probe, _ = fit_readout_probe(probe_films, reader="select")  # a tuned choice: the selecting reader
     f_real = scorer.encode_images(films)
@@ -89,8 +89,11 @@ def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_va
     for setting in sweep_settings(cfg):
         run = cfg.resolved(setting)
         run.require_resolved()
-        edited = edit_batch(pipe, run, clean, src["report"].tolist(), edits["report"].tolist(), seeds,
-                            [0] * len(seeds))[1]
+        edited = np.concatenate([  # chunks of intra.batch_size pairs, as intra-generate edits
+            edit_batch(pipe, run, clean[s:s + cfg.batch_size], src["report"].tolist()[s:s + cfg.batch_size],
+                       edits["report"].tolist()[s:s + cfg.batch_size], seeds[s:s + cfg.batch_size],
+                       [0] * len(seeds[s:s + cfg.batch_size]))[1]
+            for s in range(0, len(seeds), cfg.batch_size)])
         x = resize_batch(edited, stored)
         read = read_edits(probe, x, films, src.reset_index(drop=True), new_labels)
         cos = float(np.mean(np.sum(scorer.encode_images(x) * f_real, axis=1)))

@@ -21,6 +21,7 @@ from pairaug.generate.inter import (
 )
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.io import stable_hash
+from pairaug.launch import generation_dtype, stage_device
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import load_generator
 from pairaug.parallel import Ranks
@@ -62,12 +63,13 @@ def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequ
     sources = branch_sources(branch, prepared, rewritten_dir)
     gen_sha = generator_sha(generator_dir)
     items = plan(branch, sources, seed, gen_sha, cfg, replicates)
-    dtype = ranks.dtype(cfg.dtype)
+    device = stage_device(ranks)
+    dtype = generation_dtype(cfg.dtype, device)
     # The dtype in use shapes the pixels too (float16 on GPU): chunks of another dtype are not reused.
     key = stable_hash(items["pair_id"].tolist(), cfg.batch_size, str(dtype))
     store = ChunkStore(Path(work_root) / f"{branch}-{key}", items, cfg.batch_size)
     path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=ranks.device)
+    pipe = load_generator(path, dtype=dtype, device=device)
     make = make_inter_chunk(pipe, branch, cfg, stored_image_size(prepared), gen_sha)
     done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
     with progress_bar(len(items), done, f"{branch}-generate") as bar:

@@ -139,5 +139,6 @@ def text_embeddings(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, texts:
                     max_length: int | None = None) -> torch.Tensor:
     """L2-normalised projected text embeddings (N, D) of `texts`, as zero-shot and pruning compare them."""
     tok = tokenize(tokenizer, texts, max_length or text_max_length(model, tokenizer))
-    e = features(model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
-    return F.normalize(e, dim=-1)
+    e = features(model.get_text_features(input_ids=tok["input_ids"].to(model.device),
+                                         attention_mask=tok["attention_mask"].to(model.device)))
+    return F.normalize(e.float(), dim=-1).cpu()

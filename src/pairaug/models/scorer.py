@@ -1,7 +1,7 @@
 """The scorer interface used for pruning: L2-normalised image and text embeddings, batched, no gradients.
 
 Implementations: any transformers CLIP folder (the embedded default, OpenAI CLIP, a user's medical
-CLIP), and MedCLIP behind an optional import.
+CLIP), and MedCLIP from a local folder (models/medclip.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from pairaug.data.images import load_gray
-from pairaug.errors import PairaugError
+from pairaug.launch import autocast, stage_device
 from pairaug.models.checkpoints import resolve
 from pairaug.models.clip import features, load_clip, text_embeddings, text_max_length
+from pairaug.models.medclip import MAX_LENGTH, PROJECTION_DIM, load_medclip, medclip_pixels
 
 
 class Scorer(Protocol):
@@ -34,8 +35,10 @@ def _as_gray_batch(images: np.ndarray | list[str | Path]) -> np.ndarray:
 class ClipScorer:
     """A transformers `CLIPModel` folder as a scorer."""
 
-    def __init__(self, folder: str | Path, batch_size: int = 512):
+    def __init__(self, folder: str | Path, batch_size: int = 512, device: str | torch.device | None = None):
         self.model, self.tokenizer, self.preprocess = load_clip(folder)
+        self.device = torch.device(device) if device is not None else stage_device()
+        self.model.to(self.device)
         self.batch_size = batch_size
         self.max_length = text_max_length(self.model, self.tokenizer)
 
@@ -44,65 +47,53 @@ class ClipScorer:
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = _as_gray_batch(images[start:start + self.batch_size])
-            feats = self.model.get_image_features(pixel_values=self.preprocess(chunk))
-            out.append(F.normalize(features(feats), dim=-1))
+            with autocast(self.device):
+                feats = self.model.get_image_features(pixel_values=self.preprocess(chunk).to(self.device))
+            out.append(F.normalize(features(feats).float(), dim=-1).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.projection_dim), np.float32)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            out.append(text_embeddings(self.model, self.tokenizer, texts[start:start + self.batch_size], self.max_length))
+            with autocast(self.device):
+                out.append(text_embeddings(self.model, self.tokenizer, texts[start:start + self.batch_size],
+                                           self.max_length))
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.projection_dim), np.float32)
 
 
 class MedClipScorer:
-    """MedCLIP (Swin-tiny + Bio_ClinicalBERT) from a local weights folder, on CPU or GPU.
+    """MedCLIP from a local folder (models/medclip.py: built with transformers, nothing downloaded)."""
 
-    MedCLIP's package downloads weights from its own storage and calls `.cuda()`; this adapter loads
-    the state dict from `folder` instead and keeps the device the caller chooses.
-    """
-
-    def __init__(self, folder: str | Path, batch_size: int = 64, device: str | None = None):
-        try:
-            from medclip import MedCLIPModel, MedCLIPProcessor, MedCLIPVisionModelViT  # type: ignore
-        except ImportError:
-            raise PairaugError("scorer.kind is 'medclip' but the `medclip` package is not installed: "
-                               "pip install 'pairaug[medclip]' (and put its weights in a local folder)") from None
-        weights = Path(folder) / "pytorch_model.bin"
-        if not weights.exists():
-            raise PairaugError(f"MedCLIP weights not found: {weights} (this pipeline never downloads weights)")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = MedCLIPModel(vision_cls=MedCLIPVisionModelViT)
-        self.model.load_state_dict(torch.load(weights, map_location="cpu"), strict=False)
-        self.model.to(self.device).eval()
-        self.processor = MedCLIPProcessor()
+    def __init__(self, folder: str | Path, batch_size: int = 64, device: str | torch.device | None = None):
+        self.model, self.tokenizer = load_medclip(folder)
+        self.device = torch.device(device) if device is not None else stage_device()
+        self.model.to(self.device)
         self.batch_size = batch_size
 
     @torch.inference_mode()
     def encode_images(self, images: np.ndarray | list[str | Path]) -> np.ndarray:
-        from PIL import Image
-
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = [Image.fromarray(a) for a in _as_gray_batch(images[start:start + self.batch_size])]
-            px = self.processor(images=chunk, return_tensors="pt")["pixel_values"].to(self.device)
-            out.append(F.normalize(self.model.encode_image(px), dim=-1).cpu())
-        return torch.cat(out).numpy()
+        with autocast(self.device):
+            out = [self.model.encode_image(medclip_pixels(_as_gray_batch(images[s:s + self.batch_size])).to(self.device))
+                   for s in range(0, len(images), self.batch_size)]
+        return torch.cat(out).float().cpu().numpy() if out else np.zeros((0, PROJECTION_DIM), np.float32)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tok = self.processor(text=list(texts[start:start + self.batch_size]), return_tensors="pt", padding=True)
-            ids, mask = tok["input_ids"].to(self.device), tok["attention_mask"].to(self.device)
-            out.append(F.normalize(self.model.encode_text(ids, mask), dim=-1).cpu())
-        return torch.cat(out).numpy()
+            tok = self.tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
+                                 max_length=MAX_LENGTH, return_tensors="pt")
+            with autocast(self.device):
+                out.append(self.model.encode_text(tok["input_ids"].to(self.device),
+                                                  tok["attention_mask"].to(self.device)))
+        return torch.cat(out).float().cpu().numpy() if out else np.zeros((0, PROJECTION_DIM), np.float32)
 
 
-def load_scorer(folder: str | Path, batch_size: int = 512) -> Scorer:
-    """The scorer in `folder` (`models/scorer`): trained here, or the external checkpoint it points to."""
+def load_scorer(folder: str | Path, batch_size: int = 512, device: str | torch.device | None = None) -> Scorer:
+    """The scorer in `folder` (`models/scorer`): trained here, or the external checkpoint it points to; on
+    `device` (None: the stage's, `launch.device`)."""
     path, kind = resolve(folder)
     if kind == "medclip":
-        return MedClipScorer(path)
-    return ClipScorer(path, batch_size=batch_size)
+        return MedClipScorer(path, device=device)
+    return ClipScorer(path, batch_size=batch_size, device=device)

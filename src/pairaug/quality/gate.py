@@ -173,6 +173,10 @@ def failures(result: dict[str, Any], examples: int = 3) -> list[str]:
                    if isinstance(row, dict) and row.get("pair_id") is not None]
             if ids:
                 detail += f" (pair_id {', '.join(map(str, ids[:examples]))}{', …' if len(ids) > examples else ''})"
+        elif res.get("partial_missing_list"):  # a set the column must contain: name what no row has
+            column = config.get("kwargs", {}).get("column")
+            missing = ", ".join(map(str, res["partial_missing_list"]))
+            detail = f": no kept pair of branch(es) {missing}" if column == "branch" else f": no row with {column} {missing}"
         elif "observed_value" in res:
             observed = res["observed_value"]
             if isinstance(observed, list) and "column_set" in config.get("kwargs", {}):

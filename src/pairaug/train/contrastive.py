@@ -8,6 +8,8 @@ Under `torchrun` / `accelerate launch` (several ranks) the model is wrapped in D
 and `batch_size` stays the *global* batch: every rank draws the same batch and takes its 1/N slice, the
 embeddings of all slices are gathered (with gradients) so the contrastive loss sees the whole batch's
 negatives, and DDP averages the gradients. One step then equals a single-process step on that batch.
+The model trains on the stage's device (`launch.device`; batches are drawn and augmented on the CPU, so
+the random stream does not depend on the device, then moved), under `launch.mixed_precision` on a GPU.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from transformers import CLIPModel, PreTrainedTokenizerBase
 
 from pairaug.errors import ParamError
+from pairaug.launch import autocast, grad_scaler, stage_device
 from pairaug.models.clip import ImagePreprocessor, text_max_length, tokenize
 from pairaug.parallel import Ranks
 from pairaug.params import positive
@@ -86,16 +89,20 @@ class TrainHistory:
 
 def clip_loss(model: CLIPModel | DistributedDataParallel, pixel_values: torch.Tensor, input_ids: torch.Tensor,
               attention_mask: torch.Tensor, gather: bool = False) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch; `gather`: over the batch of all ranks (this rank holds a slice)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
-    img, txt = out.image_embeds, out.text_embeds  # L2-normalised projections
+    """Symmetric InfoNCE over the batch; `gather`: over the batch of all ranks (this rank holds a slice).
+    The inputs go to the model's device."""
+    clip = model.module if isinstance(model, DistributedDataParallel) else model
+    device = clip.device
+    with autocast(device):
+        out = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                    pixel_values=pixel_values.to(device))
+    img, txt = out.image_embeds.float(), out.text_embeds.float()  # L2-normalised projections
     if gather:  # all_gather with gradients: each rank's loss is the global batch's loss
         with warnings.catch_warnings():  # torch 2.x points this public op at a private replacement
             warnings.simplefilter("ignore", FutureWarning)
             img, txt = torch.cat(dist_fn.all_gather(img)), torch.cat(dist_fn.all_gather(txt))
-    clip = model.module if isinstance(model, DistributedDataParallel) else model
     logits = (torch.matmul(txt, img.t()) * clip.logit_scale.exp()).t()  # as CLIPModel computes logits_per_image
-    target = torch.arange(logits.shape[0])
+    target = torch.arange(logits.shape[0], device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
@@ -136,7 +143,12 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
     if distributed and batch % ranks.world:
         raise ParamError("train.batch_size", f"the global batch ({batch}) must divide by the {ranks.world} processes")
     shard = slice(ranks.rank * batch // ranks.world, (ranks.rank + 1) * batch // ranks.world)
-    forward = DistributedDataParallel(model) if distributed else model
+    device = stage_device(ranks)
+    model.to(device)
+    # DDP over NCCL (a GPU) needs the model on this rank's GPU; over gloo (CPU) no device ids
+    forward = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+               if distributed else model)
+    scaler = grad_scaler(device)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -161,9 +173,11 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
             idx = idx[shard]
             loss = clip_loss(forward, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx], distributed)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             with torch.no_grad():  # CLIP clamps the temperature at 100
                 model.logit_scale.clamp_(0, math.log(100))

@@ -3,7 +3,8 @@
 Text embeddings of every training report are computed once with the frozen text encoder; each step
 noises a batch of images at random timesteps (DDPM, cosine schedule) and regresses the noise. 10% of
 the captions are dropped to the empty prompt so classifier-free guidance works at sampling time. An
-exponential moving average of the weights is what gets saved.
+exponential moving average of the weights is what gets saved. The pipeline's device (the stage's) is
+where it trains; the random draws stay on the CPU so they do not depend on the device.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from tqdm import tqdm
 
+from pairaug.launch import autocast, grad_scaler
 from pairaug.models.generator import TextToImagePipeline
 from pairaug.params import in_range, positive
 
@@ -44,6 +46,8 @@ def train_unet(pipe: TextToImagePipeline, images: torch.Tensor, texts: list[str]
     """Train `pipe.unet` on uint8 gray `images` (N, H, W) captioned by `texts`; return the EMA UNet."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    device = pipe.device
+    scaler = grad_scaler(device)
     unet = pipe.unet.train().requires_grad_(True)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     with torch.no_grad():
@@ -60,15 +64,18 @@ def train_unet(pipe: TextToImagePipeline, images: torch.Tensor, texts: list[str]
             idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
             x0, cond = x0_all[idx], cond_all[idx].clone()
             drop = torch.rand(cfg.batch_size, generator=gen) < cfg.text_dropout
-            cond[drop] = uncond[0]
-            noise = torch.randn(x0.shape, generator=gen)
-            t = torch.randint(0, timesteps, (cfg.batch_size,), generator=gen)
+            cond[drop.to(device)] = uncond[0]
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            t = torch.randint(0, timesteps, (cfg.batch_size,), generator=gen).to(device)
             noisy = noise_scheduler.add_noise(x0, noise, t)
-            loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample, noise)
+            with autocast(device):
+                loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=cond).sample.float(), noise)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # warm-up the average early on
             with torch.no_grad():

@@ -22,6 +22,7 @@ from transformers import AutoTokenizer, CLIPTextModel
 from pairaug.data.phantom import FINDINGS
 from pairaug.data.schema import read_pairs
 from pairaug.io import atomic_path, seed_from, stable_hash
+from pairaug.launch import stage_device
 from pairaug.measurement.images import load_split_images, resize_batch
 from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
 from pairaug.models.checkpoints import adopt_external, resolve
@@ -77,6 +78,7 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, scorer
         unet = embedded_unet(cfg.arch, size, text_encoder.config.hidden_size)
         scheduler = train_scheduler()
         pipe = TextToImagePipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+        pipe.to(stage_device())
         pipe.unet = train_unet(pipe, images, train["report"].tolist(), cfg.train, seed, scheduler)
         with atomic_path(out_dir) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
@@ -86,9 +88,10 @@ def fit_generator(cfg: GeneratorConfig, seed: int, pool_path: str | Path, scorer
 
 
 def probe_check(pipe: TextToImagePipeline, probe_pairs, probe_root: Path, check_pairs, check_root: Path,
-                check: GeneratorCheck, seed: int) -> dict:
+                check: GeneratorCheck, seed: int, height: int | None = None, batch_size: int = 64) -> dict:
     """Generate from `check_pairs`' reports; a pixel probe fit on the real films of `probe_pairs` reads their
-    labels (`real_auc`: the same probe on `check_pairs`' own films, the ceiling)."""
+    labels (`real_auc`: the same probe on `check_pairs`' own films, the ceiling). `height` (None: the
+    generator's native size) and `batch_size` (prompts per call) as generation runs."""
     labels = [label for label in FINDINGS if 0 < (probe_pairs[label] == 1).sum() < len(probe_pairs)]
     targets = {label: probe_pairs[label].fillna(0).to_numpy() == 1 for label in labels}
     probe = PixelProbe(labels).fit(load_split_images(probe_pairs, probe_root).numpy(), targets)
@@ -96,9 +99,9 @@ def probe_check(pipe: TextToImagePipeline, probe_pairs, probe_root: Path, check_
     size = int(load_gray_size(check_root, check_pairs))
     seeds = [seed_from("generator-check", seed, pid) for pid in sample["pair_id"]]
     images = []
-    for start in range(0, len(sample), 64):
-        out = pipe(sample["report"].iloc[start:start + 64].tolist(), seeds[start:start + 64],
-                   num_inference_steps=check.steps, guidance_scale=check.guidance)
+    for start in range(0, len(sample), batch_size):
+        out = pipe(sample["report"].iloc[start:start + batch_size].tolist(), seeds[start:start + batch_size],
+                   num_inference_steps=check.steps, guidance_scale=check.guidance, height=height)
         images.append(resize_batch(out, size))
     generated = np.concatenate(images)
     sample_targets = {label: sample[label].fillna(0).to_numpy() == 1 for label in labels}

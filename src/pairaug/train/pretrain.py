@@ -132,8 +132,8 @@ def zeroshot_select(tokenizer, preprocess, images: torch.Tensor, targets: dict[s
         def encode_texts(texts: list[str]) -> np.ndarray:
             return text_embeddings(model, tokenizer, texts).numpy()
 
-        img = features(model.get_image_features(pixel_values=preprocess(images)))
-        img = torch.nn.functional.normalize(img, dim=-1).numpy()
+        img = features(model.get_image_features(pixel_values=preprocess(images).to(model.device)))
+        img = torch.nn.functional.normalize(img.float(), dim=-1).cpu().numpy()
         pos, neg = class_embeddings(encode_texts, labels, prompts.positive, prompts.negative)
         aucs = [a for a in auc_per_label(zero_shot_probs(img, pos, neg), targets, labels).values() if a is not None]
         return float(np.mean(aucs)) if aucs else 0.0

@@ -30,6 +30,7 @@ from pairaug.models.clip import (
     text_max_length,
     tokenize,
 )
+from pairaug.models.medclip import FILES as MEDCLIP_FILES
 from pairaug.models.scorer import Scorer
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.train.contrastive import ContrastiveConfig, clip_loss, train_clip
@@ -68,9 +69,10 @@ def fit_scorer(cfg: ScorerConfig, seed: int, pairs_path: str | Path, out_dir: st
     if cfg.checkpoint:
         src = check_folder(cfg.checkpoint, "scorer.checkpoint") if cfg.kind == "clip" else Path(cfg.checkpoint)
         # A MedCLIP folder has no config.json; still fail here, not after adopting an empty pointer.
-        if cfg.kind == "medclip" and not (src / "pytorch_model.bin").exists():
-            raise InputError("scorer.checkpoint: no MedCLIP weights (pytorch_model.bin) in this local folder; "
-                             "this pipeline never downloads weights", file=src)
+        missing = [f for f in MEDCLIP_FILES if not (src / f).exists()] if cfg.kind == "medclip" else []
+        if missing:
+            raise InputError(f"scorer.checkpoint: this local MedCLIP folder lacks {missing[0]} (models/medclip.py "
+                             "says what it holds); this pipeline never downloads weights", file=src)
         log.info("using the external scorer %s (nothing trained)", src)
         return {"external": adopt_external(out_dir, src, cfg.kind)}
     train = pairs[pairs["split"] == "train"]
