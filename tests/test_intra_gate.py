@@ -72,7 +72,7 @@ def _intra_pairs(world: dict, editor: str) -> pd.DataFrame:
         film = render(edited if editor == "good" else study, SIZE)
         rel = f"images/{src['pair_id']}.png"
         save_png(film, folder / rel)
-        rows.append({"pair_id": f"{editor}-{src['pair_id']}", "branch": "intra", "source_pair_id": src["pair_id"],
+        rows.append({"pair_id": f"{editor}-{src['pair_id']}", "branch": "intra", "replicate": 0, "source_pair_id": src["pair_id"],
                      "patient_id": src["patient_id"], "report": edited.report, "source_report": src["report"],
                      "image": rel, "image_sha256": sha256_file(folder / rel), **edited.labels(),
                      # prune's scores, all passing: the change is the only thing under test
