@@ -25,6 +25,10 @@ SIZE, STEPS, HELD_OUT = 16, 6, 4
 PSNR_FLOOR = 21.0
 
 
+# The trained UNet costs minutes of CPU: its tests run in the end-to-end tier (`pytest -m slow`).
+SLOW = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     studies = list(iter_studies(0, "train", 30))[:48]
@@ -37,6 +41,7 @@ def trained(tmp_path_factory):
     return pipe, films[-HELD_OUT:], reports[-HELD_OUT:]
 
 
+@SLOW
 def test_inversion_reconstructs_the_film_and_noise_does_not(trained):
     pipe, films, reports = trained
     latents, start = ddim_invert(pipe, pipe.encode_image(films), reports, STEPS, refine=1)
@@ -51,6 +56,7 @@ def test_inversion_reconstructs_the_film_and_noise_does_not(trained):
     assert psnr(pipe.decode(reconstruct(pipe, plain, reports, STEPS, 1.0, start)), films).mean() > broken + 4
 
 
+@SLOW
 def test_inversion_depends_on_the_film(trained):
     pipe, films, reports = trained
     a, _ = ddim_invert(pipe, pipe.encode_image(films[:2]), reports[:2], STEPS)
@@ -77,6 +83,7 @@ def _redraw_psnr(pipe, films, reports, inversion, guidance):
     return float(psnr(pipe.decode(z), films).mean())
 
 
+@SLOW
 def test_null_text_and_negative_prompt_inversion_hold_at_the_edits_guidance(trained):
     pipe, films, reports = trained
     clean = pipe.encode_image(films)
@@ -94,6 +101,7 @@ def test_null_text_and_negative_prompt_inversion_hold_at_the_edits_guidance(trai
     assert not torch.allclose(null.nulls[-1][0], null.nulls[-1][1])
 
 
+@SLOW
 def test_unknown_inversion_method_is_refused(trained):
     pipe, films, reports = trained
     with pytest.raises(ValueError, match="unknown inversion method 'exact'"):

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run
 from mlflow import MlflowClient
@@ -72,6 +73,7 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # prepare, then the pretrain stage twice (tracking on and off): minutes on 2 cores
 def test_pretrain_run_is_live_while_training_and_spans_it(fresh_repo: Path, tmp_path: Path):
     repo = fresh_repo
     params = yaml.safe_load((repo / "params.yaml").read_text())
