@@ -292,6 +292,7 @@ def test_stage_in_the_tiny_pipeline(tiny_repo):
     assert _same(json.loads(json.dumps(again)), metrics)
 
 
+@pytest.mark.slow
 def test_no_kept_intra_pair_gives_null_kept_figures_and_one_log_line(tiny_repo):
     """Prune may keep no intra pair (an editor whose edits draw no change): intra-check still measures every
     candidate, its kept figures are null, and the stage says so in one line (no traceback)."""
