@@ -39,7 +39,7 @@ def test_model_stages_are_up_to_date_after_repro(tiny_repo: Path):
     assert "up to date" in out, out
     lock = yaml.safe_load((tiny_repo / "dvc.lock").read_text())["stages"]
     assert set(STAGES) <= set(lock)
-    assert set(lock["inter-generate"]["params"]["params.yaml"]) == {"seed", "generate", "launch"}
+    assert set(lock["inter-generate"]["params"]["params.yaml"]) == {"seed", "replicates", "generate", "launch"}
 
 
 def test_models_load_through_the_real_loaders(tiny_repo: Path):
