@@ -562,7 +562,7 @@ def test_unknown_section_is_refused_with_the_near_name(tmp_path: Path) -> None:
             load_params(tmp_path / "params.yaml")
         assert str(e.value).startswith(f"params.yaml: {typo}: unknown section (did you mean '{near}'? known: seed, "), e.value
     (tmp_path / "params.yaml").write_text("seed: 0\nzzz: 1\n")
-    with pytest.raises(ParamError, match=r"params.yaml: zzz: unknown section \(known: seed, launch, data"):
+    with pytest.raises(ParamError, match=r"params.yaml: zzz: unknown section \(known: seed, replicates, launch, data"):
         load_params(tmp_path / "params.yaml")
 
 
