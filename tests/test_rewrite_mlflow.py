@@ -36,7 +36,11 @@ def scoped_mlflow(monkeypatch):
     monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "unset")
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")  # restored to unset afterwards, whatever the stage set
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # mlflow.set_tracking_uri also sets the variable: restored afterwards too, so no later test (or the
+    # processes it starts) talks to this test's store or server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
 
 
