@@ -42,7 +42,7 @@ def workspace_copy(tiny_repo: Path, dest: Path, processes: int, launcher: str = 
     """A copy of the tiny workspace with `launch` set (the original stays untouched)."""
     shutil.copytree(tiny_repo, dest, symlinks=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["launch"] = {"launcher": launcher, "processes": processes}
+    params["launch"] = {**params["launch"], "launcher": launcher, "processes": processes}
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 
