@@ -133,8 +133,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None, 
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1", **(env or {})}
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
     full_env.pop("DVC_ROOT", None)
-    if "MLFLOW_TRACKING_URI" not in (env or {}):  # stages log into the copy's own mlflow.db, never a team server
-        full_env.pop("MLFLOW_TRACKING_URI", None)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # the copy's own mlflow.db, never a team server
+        if key not in (env or {}):
+            full_env.pop(key, None)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -41,6 +41,9 @@ def scoped_mlflow(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "unset")  # mlflow.set_registry_uri sets it as well
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    monkeypatch.setattr(mlflow.tracking._model_registry.utils, "_registry_uri", None)
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
 
 
