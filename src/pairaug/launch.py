@@ -41,7 +41,9 @@ class LaunchConfig:
     launcher: Literal["torchrun", "accelerate"] = "torchrun"  # how processes > 1 are started
     processes: int = 1  # processes on this machine (GPUs: one per GPU; CPU: gloo, for tests)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this rank's GPU when torch sees one, else the CPU
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # training and scoring on a GPU (CPU: always float32)
+    # training and scoring on a GPU (CPU: always float32); YAML 1.1 reads a bare `no` (as `dvc exp run -S`
+    # writes it back) as false, which means "no" too
+    mixed_precision: Literal["no", "fp16", "bf16", False] = "no"
 
     def validate(self, prefix: str) -> None:
         if self.processes < 1:
@@ -55,7 +57,7 @@ DEVICE_ENV, PRECISION_ENV = "PAIRAUG_DEVICE", "PAIRAUG_MIXED_PRECISION"
 
 def configure(cfg: LaunchConfig) -> None:
     """Make `cfg.device` / `cfg.mixed_precision` this process's (and its launched ranks') choice."""
-    os.environ[DEVICE_ENV], os.environ[PRECISION_ENV] = cfg.device, cfg.mixed_precision
+    os.environ[DEVICE_ENV], os.environ[PRECISION_ENV] = cfg.device, cfg.mixed_precision or "no"
 
 
 def stage_device(ranks: Ranks | None = None) -> torch.device:
