@@ -26,7 +26,7 @@ from pairaug.models.clip import ClipArch, ImagePreprocessor, embedded_config
 from pairaug.models.scorer import load_scorer
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.parallel import Ranks
-from pairaug.params import section
+from pairaug.params import load_params, section
 from pairaug.train.contrastive import ContrastiveConfig, train_clip
 
 GPU = torch.cuda.is_available()
@@ -100,3 +100,10 @@ def test_scoring_and_evaluation_models_sit_on_the_stage_device(device_env, tmp_p
     img, txt = scorer.encode_images(films), scorer.encode_texts(["no effusion", "large effusion"])
     assert img.shape == (3, 8) and txt.shape == (2, 8)  # back on the CPU as numpy, whatever the device
     np.testing.assert_allclose(vlp.encode(torch.from_numpy(films)).embeddings, img, atol=1e-5)
+
+
+def test_mixed_precision_no_survives_dvc_writing_params_back(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml in YAML 1.2, dropping the quotes: `no` must still mean "no"."""
+    (tmp_path / "params.yaml").write_text("launch:\n  mixed_precision: no\n  device: cpu\n")
+    cfg = section(LaunchConfig, load_params(tmp_path / "params.yaml"), "launch")
+    assert cfg.mixed_precision == "no"

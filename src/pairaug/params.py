@@ -14,7 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from pairaug.errors import ParamError
 
@@ -29,13 +30,19 @@ SECTIONS: tuple[str, ...] = (
 )
 
 
+def read_yaml(text: str) -> Any:
+    """params.yaml text as DVC reads and writes it: YAML 1.2, so `no`/`on` stay strings after `dvc exp run -S`
+    writes a value back unquoted (PyYAML's YAML 1.1 would turn `mixed_precision: no` into false)."""
+    return YAML(typ="safe", pure=True).load(text)
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ParamError(str(path), "file not found (run from the repository root)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+        data = read_yaml(path.read_text()) or {}
+    except YAMLError as e:
         raise ParamError(str(path), f"not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ParamError(str(path), "must be a mapping of sections")

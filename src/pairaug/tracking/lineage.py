@@ -27,6 +27,7 @@ from pairaug.errors import InputError, ParamError
 from pairaug.io import md5_file, sha256_file
 from pairaug.layout import DATASHEET_JSON, DATASHEET_MD, DECISIONS, VALIDATED, mix_manifest
 from pairaug.layout import PREPARED as REAL_MANIFEST
+from pairaug.params import read_yaml
 
 DATASHEET = (DATASHEET_MD, DATASHEET_JSON)  # written by `validate` (quality/datasheet.py)
 AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
@@ -103,12 +104,12 @@ def stage_params(stages: list[str], workspace: str | Path = ".") -> dict[str, st
     """Flattened params.yaml values of every key DVC declares for `stages` and all stages upstream.
 
     DVC says which keys (`repo.stage.collect(..., with_deps=True)`, the pipeline `dvc repro` runs); the
-    values come from params.yaml read as the stages read it (PyYAML), so the logged text is what they used."""
+    values come from params.yaml read as the stages read it (`read_yaml`, YAML 1.2 like DVC), so the logged text is what they used."""
     from dvc.repo import Repo
     from dvc.stage.exceptions import StageNotFound
 
     workspace = Path(workspace)
-    params = yaml.safe_load((workspace / "params.yaml").read_text()) or {}
+    params = read_yaml((workspace / "params.yaml").read_text()) or {}
     keys: set[str] = set()
     with Repo(str(workspace)) as repo:
         for name in stages:
