@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from pairaug.errors import InputError, PairaugError
@@ -13,7 +15,10 @@ def run_temp_experiment(root: Path, name: str, params: list[str], what: str) -> 
     """`dvc exp run --temp -n <name> -S <param>...`: the pipeline in a temporary copy of the workspace, the
     stages its params leave alone restored from DVC's run cache; `what` names it in an error."""
     cmd = ["dvc", "exp", "run", "--temp", "-n", name, *[a for p in params for a in ("-S", p)]]
-    done = subprocess.run(cmd, cwd=root)
+    # This interpreter's DVC, and its bin first on PATH so the stages' `python` is this environment's too
+    # (as an activated venv would have it; `pairaug` may be called by its path without activating).
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    done = subprocess.run([sys.executable, "-m", *cmd], cwd=root, env=env)
     if done.returncode != 0:  # DVC has printed why; name the experiment and the command, no traceback
         raise PairaugError(f"{what}: the experiment failed (exit {done.returncode}): {' '.join(cmd)}")
 
