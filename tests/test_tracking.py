@@ -89,6 +89,20 @@ def test_audit_pairs_lists_only_synthetic_pairs_with_repo_relative_images():
     assert csv.splitlines()[0].startswith("pair_id,branch,source_pair_id,source_report,report,image,image_sha256")
 
 
+def test_audit_of_a_control_mix_lists_each_replicates_own_copy_of_a_pair():
+    """real_dup / pool_real repeat the same pair ids in every replicate: one model's audit lists its own."""
+    import pandas as pd
+
+    training = pd.DataFrame({"pair_id": ["r1", "r1", "r1", "r1"], "branch": ["real", "real", "real_dup", "real_dup"],
+                             "replicate": [-1, -1, 0, 1], "report": ["a"] * 4, "path": ["p"] * 4})
+    validated = pd.DataFrame({"pair_id": ["r1", "r1"], "branch": ["real_dup"] * 2, "replicate": [0, 1],
+                              "source_pair_id": ["r1", "r1"], "report": ["a", "a"], "image": ["../x.png", "../y.png"],
+                              "image_sha256": ["ab", "cd"]})
+    one = audit_pairs(training, validated, replicate=1)
+    assert one[["pair_id", "replicate", "image_sha256"]].values.tolist() == [["r1", 1, "cd"]]
+    assert audit_pairs(training, validated)["image_sha256"].tolist() == ["ab", "cd"]  # the mix: both copies
+
+
 def _ui_routes(base: str) -> tuple[str, bool]:
     """(the runs tab's route pattern, whether routes live in the URL's #fragment) in the UI bundle `base` serves."""
     index = urllib.request.urlopen(base + "/", timeout=30).read().decode()

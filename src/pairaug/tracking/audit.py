@@ -168,7 +168,8 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
     lineage = {"mix": mix, "inputs": inputs, "git_commit": commit or "", "git_dirty": str(dirty).lower(),
                "dvc_outs": {p: m for p, m in lock_outs(lock).items() if p.startswith("data/")},
                "weights_sha256": {s.name: weights_sha256(s) for s in seeds}}
-    return Audit(target, "folder", mix, seed, None, None, lineage, audit_pairs(training, validated))
+    audit = audit_pairs(training, validated, replicate=None if seed is None else int(seed))
+    return Audit(target, "folder", mix, seed, None, None, lineage, audit)
 
 
 # ------------------------------------------------------------------------------------------- hashes

@@ -31,7 +31,7 @@ from pairaug.params import read_yaml
 
 DATASHEET = (DATASHEET_MD, DATASHEET_JSON)  # written by `validate` (quality/datasheet.py)
 AUDIT_COLUMNS = ("pair_id", "branch", "source_pair_id", "source_report", "report", "image", "image_sha256",
-                 "s_a", "s1", "s2", "s3", "review")  # review: the decision prune applied to the pair
+                 "s_a", "s1", "s2", "s3", "review", "replicate")  # review: the decision prune applied to the pair
 
 
 def decisions_input(lock: dict, workspace: Path) -> dict[str, str]:
@@ -266,14 +266,22 @@ class DvcCache:
 
 
 def audit_pairs(training_pairs: pd.DataFrame, validated: pd.DataFrame | None,
-                validated_dir: str = VALIDATED) -> pd.DataFrame:
-    """The synthetic pairs a model trained on, with what an audit needs (image paths repo-relative)."""
-    used = training_pairs[training_pairs["branch"] != "real"][["pair_id", "branch", "report"]]
+                validated_dir: str = VALIDATED, replicate: int | None = None) -> pd.DataFrame:
+    """The synthetic pairs a model trained on, with what an audit needs (image paths repo-relative).
+
+    `replicate`: one model's pairs (a mix's tables hold every replicate's; a control such as `real_dup`
+    or `pool_real` repeats the same pair ids in each, so a pair is a (pair_id, replicate))."""
+    used = training_pairs[training_pairs["branch"] != "real"]
+    if replicate is not None and "replicate" in used.columns:
+        used = used[used["replicate"] == replicate]
+    keys = [k for k in ("pair_id", "replicate") if k in used.columns]
+    used = used[[*keys, "branch", "report"]]
     if validated is None:
         out = used.assign(**{c: pd.NA for c in AUDIT_COLUMNS if c not in used.columns})
         return out[list(AUDIT_COLUMNS)].reset_index(drop=True)
+    keys = [k for k in keys if k in validated.columns]
     cols = [c for c in AUDIT_COLUMNS if c in validated.columns and c not in ("branch", "report")]
-    out = used.merge(validated[cols], on="pair_id", how="left", validate="one_to_one")
+    out = used.merge(validated[list(dict.fromkeys([*keys, *cols]))], on=keys, how="left", validate="one_to_one")
     out["image"] = [None if pd.isna(p) else os.path.normpath(f"{validated_dir}/{p}") for p in out["image"]]
     for c in AUDIT_COLUMNS:
         if c not in out.columns:
@@ -329,7 +337,6 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     # Only the version of the synthetic manifest that trained the model (its md5 was recorded).
     if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == md5_file(syn_path):
         validated = read_table(syn_path)
-    audit = audit_pairs(training, validated)
     prompts = prompt_versions(workspace, mix, set(training["branch"]) - {"real"}, inputs.get(syn_rel))
     if not (training["branch"] != "real").any():
         inputs = {k: v for k, v in inputs.items() if k != syn_rel}  # `none` trains on real pairs only
@@ -342,6 +349,7 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
         lineage = {"mix": mix, "seed": seed, "stage": stage, "inputs": inputs, "prompts": prompts,
                    "dvc_outs": {p: m for p, m in lock_outs(lock).items() if p.startswith("data/")},
                    **{k: tags[k] for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev", "weights_sha256")}}
+        audit = audit_pairs(training, validated, replicate=seed)  # this model's pairs: its replicate's
         records.append(TrainingRecord(mix, seed, seed_dir, {k: v for k, v in params.items()}, tags, inputs, audit, lineage,
                                       prompts))
     return records
