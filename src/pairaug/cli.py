@@ -19,10 +19,10 @@ def _replace_unencodable_output() -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
+    from pairaug.console import clean_arg, read_stdin_text
     from pairaug.data.labeler import label_report
     from pairaug.data.schema import LABELS
     from pairaug.data.tables import read_csv
-    from pairaug.io import clean_arg, read_stdin_text
 
     if args.csv:
         df = read_csv(args.csv, required=[args.column])

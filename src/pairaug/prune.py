@@ -49,7 +49,8 @@ from pairaug.data.decisions import read_decisions
 from pairaug.data.images import load_gray
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError, ParamError
-from pairaug.io import atomic_path, seed_from, sha256_file, stable_hash, write_parquet
+from pairaug.hashing import file_digest, seed_from, stable_hash
+from pairaug.io import atomic_path, write_parquet
 from pairaug.measurement.edit_readout import fit_readout_probe, reads_new
 from pairaug.models.scorer import Scorer
 from pairaug.params import in_range, positive
@@ -287,7 +288,7 @@ def load_candidates(sources: Sources, replicates: Sequence[int] = (0,)) -> pd.Da
                       for rep in replicates], ignore_index=True)
     para = _attach_source(para, real, para_file)
     para["image_abs"] = para["real_image"]
-    shas = {p: sha256_file(p) for p in sorted(set(para["image_abs"]))}
+    shas = {p: file_digest(p) for p in sorted(set(para["image_abs"]))}
     para["image_sha256"] = para["image_abs"].map(shas)
     frames.append(para)
     out = pd.concat(frames, ignore_index=True)

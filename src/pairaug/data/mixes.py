@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from pairaug.errors import ParamError
-from pairaug.io import stable_hash
+from pairaug.hashing import stable_hash
 from pairaug.params import from_dict
 
 SYNTHETIC_BRANCHES = ("paraphrase", "image_only", "inter", "intra")

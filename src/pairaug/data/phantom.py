@@ -20,7 +20,7 @@ import numpy as np
 
 from pairaug.data.report_text import Finding, write_report
 from pairaug.data.schema import LABELS
-from pairaug.io import seed_from
+from pairaug.hashing import seed_from
 
 FINDINGS: tuple[str, ...] = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Edema", "Atelectasis", "Pneumothorax")
 SEVERITIES: tuple[str, ...] = ("mild", "moderate", "large")

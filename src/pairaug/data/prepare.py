@@ -27,7 +27,8 @@ from pairaug.data.images import fit_square, load_film
 from pairaug.data.labeler import label_report
 from pairaug.data.schema import LABELS, SPLITS, pairs_frame, validate_pairs
 from pairaug.errors import InputError, ParamError
-from pairaug.io import atomic_path, save_png, stable_hash, write_json, write_parquet
+from pairaug.hashing import stable_hash
+from pairaug.io import atomic_path, save_png, write_json, write_parquet
 from pairaug.parallel import process_pool
 from pairaug.params import from_dict, in_range, merged, positive
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pairaug.io import seed_from, stable_hash
+from pairaug.hashing import seed_from, stable_hash
 from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import folder_sha
 from pairaug.models.generator import TextToImagePipeline

@@ -37,7 +37,7 @@ from pairaug.generate.inversion import invert, reconstruct
 from pairaug.generate.p2p import LocalBlend, edit_sample
 from pairaug.generate.run import read_rewritten, stored_image_size
 from pairaug.generate.store import ChunkStore, run_chunks
-from pairaug.io import seed_from, stable_hash
+from pairaug.hashing import seed_from, stable_hash
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.edit_readout import fit_readout_probe, read_edits, reads_new
 from pairaug.measurement.images import resize_batch

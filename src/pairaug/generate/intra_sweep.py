@@ -26,7 +26,8 @@ from pairaug.data.images import load_gray
 from pairaug.errors import InputError
 from pairaug.generate.intra import IntraConfig, edit_batch, native_height, real_sources
 from pairaug.generate.run import read_rewritten, stored_image_size
-from pairaug.io import read_json, seed_from
+from pairaug.hashing import seed_from
+from pairaug.io import read_json
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.edit_readout import fit_readout_probe, read_edits
 from pairaug.measurement.images import resize_batch

@@ -20,7 +20,7 @@ from pairaug.generate.inter import (
     progress_bar,
 )
 from pairaug.generate.store import ChunkStore, run_chunks
-from pairaug.io import stable_hash
+from pairaug.hashing import stable_hash
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import load_generator

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from pairaug.data.schema import LABELS
-from pairaug.io import atomic_path, md5_file, write_json
+from pairaug.hashing import file_digest
+from pairaug.io import atomic_path, write_json
 
 BRANCHES: tuple[str, ...] = ("inter", "intra", "image_only", "paraphrase")
 GENERATED: tuple[str, ...] = ("inter", "intra", "image_only")
@@ -181,7 +182,7 @@ def build(src: DatasheetSources, validate_info: dict, gx_result: dict) -> dict:
     prompt_info = prompts(src.rewritten, src.prompts)
     mixes = {}
     if passed:
-        mixes = {p.stem: md5_file(p) for p in sorted((src.validated / "mixes").glob("*.parquet"))}
+        mixes = {p.stem: file_digest(p, "md5") for p in sorted((src.validated / "mixes").glob("*.parquet"))}
     return {
         "title": "Synthetic chest X-ray / report pairs (PairAug)",
         "counts": counts(candidates, validated),
@@ -195,7 +196,7 @@ def build(src: DatasheetSources, validate_info: dict, gx_result: dict) -> dict:
         "quality_gate": {k: validate_info.get(k) for k in ("success", "suite", "expectations", "failed", "rows",
                                                            "failures")},
         # what each mix's manifest hashed to: pretrain logs this datasheet only with models trained on them
-        "validated": {"pairs_md5": md5_file(pairs_file) if validated is not None else None, "mixes": mixes},
+        "validated": {"pairs_md5": file_digest(pairs_file, "md5") if validated is not None else None, "mixes": mixes},
     }
 
 

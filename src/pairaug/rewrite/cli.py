@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> None:
+    from pairaug.console import clean_arg, read_stdin_text
     from pairaug.errors import InputError, PairaugError
-    from pairaug.io import clean_arg, read_stdin_text
     from pairaug.params import load_params, section
     from pairaug.rewrite.config import RewriteConfig
     from pairaug.rewrite.prompts import is_registry_uri

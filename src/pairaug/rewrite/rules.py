@@ -51,7 +51,7 @@ from pairaug.data.report_text import (
     split_report,
 )
 from pairaug.data.schema import LABELS
-from pairaug.io import seed_from
+from pairaug.hashing import seed_from
 
 MODEL = "rules-v2"
 SEVERITY_ORDER = ("mild", "moderate", "large")

@@ -37,7 +37,9 @@ from pairaug.data.labeler import label_report
 from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import PairaugError
-from pairaug.io import atomic_path, repo_root, seed_from, stable_hash, write_json, write_parquet
+from pairaug.hashing import seed_from, stable_hash
+from pairaug.io import atomic_path, write_json, write_parquet
+from pairaug.paths import repo_root
 from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.llm import Answer, ChatBackend

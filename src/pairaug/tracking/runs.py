@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from pairaug.io import md5_file
+from pairaug.hashing import file_digest
 from pairaug.layout import DECISIONS, GX_RESULT
 from pairaug.tracking.lineage import (
     DATASHEET,
@@ -140,10 +140,10 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
     gx_result = workspace / GX_RESULT
     syn_rel = synthetic_manifest(rec.mix)
     syn_md5 = rec.inputs.get(syn_rel)
-    if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
+    if syn_md5 and gx_result.exists() and file_digest(workspace / syn_rel, "md5") == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
     # `none` records no synthetic input (it trains on real pairs only); its manifest is the workspace's
-    mix_md5 = syn_md5 or (md5_file(workspace / syn_rel) if (workspace / syn_rel).exists() else None)
+    mix_md5 = syn_md5 or (file_digest(workspace / syn_rel, "md5") if (workspace / syn_rel).exists() else None)
     if mix_md5 and datasheet_describes(workspace, rec.mix, mix_md5):
         for rel in DATASHEET:
             client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pairaug.errors import InputError, ParamError
-from pairaug.io import repo_root
+from pairaug.paths import repo_root
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -21,7 +21,8 @@ from transformers import AutoTokenizer, CLIPTextModel
 
 from pairaug.data.phantom import FINDINGS
 from pairaug.data.schema import read_pairs
-from pairaug.io import atomic_path, seed_from, stable_hash
+from pairaug.hashing import seed_from, stable_hash
+from pairaug.io import atomic_path
 from pairaug.launch import stage_device
 from pairaug.measurement.images import load_split_images, resize_batch
 from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
