@@ -17,7 +17,8 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from pairaug.data.images import load_gray
 from pairaug.data.schema import empty_labels, pairs_frame
 from pairaug.errors import ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_sha, plan
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan
+from pairaug.generate.config import SamplingConfig
 from pairaug.generate.run import generate_fresh
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.hashing import file_digest, seed_from

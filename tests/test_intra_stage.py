@@ -24,19 +24,11 @@ from pairaug.data.labeler import label_report
 from pairaug.data.phantom import iter_studies, render
 from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import InputError, ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan
-from pairaug.generate.intra import (
-    INTRA_COLUMNS,
-    IntraConfig,
-    generate_intra,
-    intra_metrics,
-    intra_store,
-    kept_intra_ids,
-    make_intra_chunk,
-    real_sources,
-)
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan, read_rewritten
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra import INTRA_COLUMNS, generate_intra, intra_store, make_intra_chunk, real_sources
+from pairaug.generate.intra_check import intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
-from pairaug.generate.run import read_rewritten
 from pairaug.hashing import file_digest
 from pairaug.io import save_png
 from pairaug.models.generator import load_generator

@@ -30,7 +30,7 @@ from transformers import (
 from pairaug.data.images import load_gray
 from pairaug.data.schema import empty_labels, pairs_frame
 from pairaug.errors import InputError
-from pairaug.generate.inter import MANIFEST_COLUMNS
+from pairaug.generate.common import MANIFEST_COLUMNS
 from pairaug.hashing import file_digest
 from pairaug.models.checkpoints import MARKER, fingerprint
 from pairaug.models.generator import load_generator

@@ -16,7 +16,8 @@ from conftest import TINY_PARAMS, run
 from transformers import CLIPModel
 
 from pairaug.data.images import load_gray
-from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_sha, plan
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan
+from pairaug.generate.config import SamplingConfig
 from pairaug.hashing import file_digest, seed_from
 from pairaug.measurement.pixel_probe import CHECK_LABELS
 from pairaug.models.clip import features

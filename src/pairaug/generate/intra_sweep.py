@@ -24,8 +24,9 @@ import pandas as pd
 
 from pairaug.data.images import load_gray
 from pairaug.errors import InputError
-from pairaug.generate.intra import IntraConfig, edit_batch, native_height, real_sources
-from pairaug.generate.run import read_rewritten, stored_image_size
+from pairaug.generate.common import read_rewritten, stored_image_size
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra import edit_batch, native_height, real_sources
 from pairaug.hashing import seed_from
 from pairaug.io import read_json
 from pairaug.launch import generation_dtype, stage_device

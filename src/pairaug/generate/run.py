@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
-from pairaug.errors import InputError
-from pairaug.generate.inter import (
+from pairaug.generate.common import (
     MANIFEST_COLUMNS,
-    SamplingConfig,
     generator_sha,
-    make_inter_chunk,
     plan,
     progress_bar,
+    read_rewritten,
+    stored_image_size,
 )
+from pairaug.generate.config import SamplingConfig
+from pairaug.generate.inter import make_inter_chunk
 from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.hashing import stable_hash
 from pairaug.launch import generation_dtype, stage_device
@@ -29,30 +29,12 @@ from pairaug.parallel import Ranks
 log = logging.getLogger(__name__)
 
 
-def read_rewritten(path: str | Path) -> pd.DataFrame:
-    """The usable rows of a rewrite output: (source_pair_id, report)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("rewritten reports not found (run `dvc repro rewrite`)", file=path)
-    df = pd.read_parquet(path)
-    for col in ("source_pair_id", "report_new", "status"):
-        if col not in df.columns:
-            raise InputError(f"missing column '{col}'", file=path, field=col)
-    ok = df[df["status"] == "ok"]
-    return ok.rename(columns={"report_new": "report"})[["source_pair_id", "report"]].reset_index(drop=True)
-
-
 def branch_sources(branch: str, prepared: str | Path, rewritten_dir: str | Path) -> pd.DataFrame:
     if branch == "image_only":
         pairs = read_pairs(prepared)
         train = pairs[pairs["split"] == "train"]
         return pd.DataFrame({"source_pair_id": train["pair_id"].to_numpy(), "report": train["report"].to_numpy()})
     return read_rewritten(Path(rewritten_dir) / f"{branch}.parquet")
-
-
-def stored_image_size(prepared: str | Path) -> int:
-    pairs = read_pairs(prepared)
-    return int(load_gray(Path(prepared).parent / pairs["image"].iloc[0]).shape[0])
 
 
 def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequence[int] = (0,), *, prepared: str | Path, rewritten_dir: str | Path,
