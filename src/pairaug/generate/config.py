@@ -5,109 +5,78 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Interval, MinLen
 
 from pairaug.errors import ParamError
 from pairaug.hashing import stable_hash
-from pairaug.params import in_range, positive
+from pairaug.params import Cosine, Params, Positive, Share
 
 
 @dataclass
-class SamplingConfig:
-    steps: int = 20
-    guidance: float = 3.5
-    resolution: int | None = None  # null: the generator's native size (RoentGen: 512)
-    batch_size: int = 64
+class SamplingConfig(Params):
+    steps: Annotated[int, Positive] = 20
+    guidance: Annotated[float, Positive] = 3.5
+    resolution: Annotated[int, Positive] | None = None  # null: the generator's native size (RoentGen: 512)
+    batch_size: Annotated[int, Positive] = 64
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
-    def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, guidance=self.guidance, batch_size=self.batch_size)
-        if self.resolution is not None:
-            positive(prefix, resolution=self.resolution)
-
 
 @dataclass
-class IntraCheck:
+class IntraCheck(Params):
     """What metrics/intra.json measures beyond the generated pairs themselves."""
 
-    psnr_pairs: int = 64  # pairs inverted and redrawn with y (no edit) for the reconstruction PSNR
-    reference_pairs: int = 256  # intra reports also drawn from fresh noise: the "unrelated image" reference
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, psnr_pairs=self.psnr_pairs, reference_pairs=self.reference_pairs)
+    psnr_pairs: Annotated[int, Positive] = 64  # pairs inverted and redrawn with y (no edit) for the reconstruction PSNR
+    # intra reports also drawn from fresh noise: the "unrelated image" reference
+    reference_pairs: Annotated[int, Positive] = 256
 
 
 @dataclass
-class IntraSweep:
+class IntraSweep(Params):
     """intra-sweep's grid (generate/intra_sweep.py): the settings tried on the valid split for every one
     of `intra.guidance`, `intra.eta`, `intra.self_eta` left null."""
 
-    guidance: list[float] = field(default_factory=lambda: [3.5, 7.5])
-    eta: list[float] = field(default_factory=lambda: [0.2, 0.5])
-    self_eta: list[float] = field(default_factory=lambda: [0.0, 0.2])
-    min_patient_cos: float = 0.65  # the least mean cos(f(x'), f(x)) a chosen setting keeps
-
-    def validate(self, prefix: str) -> None:
-        for name in ("guidance", "eta", "self_eta"):
-            values = getattr(self, name)
-            if not values:
-                raise ParamError(f"{prefix}.{name}", "must list at least one value")
-            for v in values:
-                if name == "guidance":
-                    positive(prefix, guidance=v)
-                else:
-                    in_range(prefix, name, v, 0.0, 1.0)
-        in_range(prefix, "min_patient_cos", self.min_patient_cos, -1.0, 1.0)
+    guidance: Annotated[list[Annotated[float, Positive]], MinLen(1)] = field(default_factory=lambda: [3.5, 7.5])
+    eta: Annotated[list[Annotated[float, Share]], MinLen(1)] = field(default_factory=lambda: [0.2, 0.5])
+    self_eta: Annotated[list[Annotated[float, Share]], MinLen(1)] = field(default_factory=lambda: [0.0, 0.2])
+    min_patient_cos: Annotated[float, Cosine] = 0.65  # the least mean cos(f(x'), f(x)) a chosen setting keeps
 
 
 INVERSIONS = ("negative_prompt", "null_text", "ddim")
 
 
 @dataclass
-class IntraConfig:
-    steps: int = 15
+class IntraConfig(Params):
+    steps: Annotated[int, Positive] = 15
     # null: chosen on the valid split by intra-sweep (its grid: `sweep`); a number fixes the setting
-    guidance: float | None = None
-    eta: float | None = None  # cross-attention of the edit branch swapped for the source's while step < eta * steps
-    self_eta: float | None = None  # self-attention swapped while step < self_eta * steps ...
-    self_max_positions: int = 64  # ... in layers with at most this many query positions
-    reweight: float = 2.0  # the edit branch's cross-attention to the tokens y' adds, times this
-    blend_threshold: float | None = None  # local blend (p2p): the mask's cut; null: no local blend
-    blend_start: float = 0.2  # local blend from this share of the steps on
+    guidance: Annotated[float, Positive] | None = None
+    # cross-attention of the edit branch swapped for the source's while step < eta * steps
+    eta: Annotated[float, Share] | None = None
+    self_eta: Annotated[float, Share] | None = None  # self-attention swapped while step < self_eta * steps ...
+    self_max_positions: Annotated[int, Positive] = 64  # ... in layers with at most this many query positions
+    reweight: Annotated[float, Positive] = 2.0  # the edit branch's cross-attention to the tokens y' adds, times this
+    # local blend (p2p): the mask's cut; null: no local blend
+    blend_threshold: Annotated[float, Share] | None = None
+    blend_start: Annotated[float, Share] = 0.2  # local blend from this share of the steps on
     init: Literal["noise", "inversion"] = "inversion"
     inversion: Literal["negative_prompt", "null_text", "ddim"] = "negative_prompt"
-    inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
-    null_text_steps: int = 2  # inversion null_text: Adam steps per sampling step
-    null_text_lr: float = 0.05
-    resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
-    batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
-    candidates: int = 2  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
-    candidate_noise: float = 0.3  # init inversion: share of fresh noise in the start of candidates k > 0
+    # fixed-point refinements per inversion step (0: plain DDIM inversion)
+    inversion_refine: Annotated[int, Interval(ge=0, le=10)] = 1
+    null_text_steps: Annotated[int, Positive] = 2  # inversion null_text: Adam steps per sampling step
+    null_text_lr: Annotated[float, Positive] = 0.05
+    # null: the generator's native size; images are stored at data.image_size
+    resolution: Annotated[int, Positive] | None = None
+    # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
+    batch_size: Annotated[int, Positive] = 32
+    # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
+    candidates: Annotated[int, Positive] = 2
+    # init inversion: share of fresh noise in the start of candidates k > 0
+    candidate_noise: Annotated[float, Share] = 0.3
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     sweep: IntraSweep = field(default_factory=IntraSweep)
     check: IntraCheck = field(default_factory=IntraCheck)
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, batch_size=self.batch_size, reweight=self.reweight,
-                 self_max_positions=self.self_max_positions, candidates=self.candidates,
-                 null_text_steps=self.null_text_steps, null_text_lr=self.null_text_lr)
-        if self.guidance is not None:
-            positive(prefix, guidance=self.guidance)
-        for name in ("eta", "self_eta"):
-            if getattr(self, name) is not None:
-                in_range(prefix, name, getattr(self, name), 0.0, 1.0)
-        if self.blend_threshold is not None:
-            in_range(prefix, "blend_threshold", self.blend_threshold, 0.0, 1.0)
-        in_range(prefix, "blend_start", self.blend_start, 0.0, 1.0)
-        in_range(prefix, "candidate_noise", self.candidate_noise, 0.0, 1.0)
-        in_range(prefix, "inversion_refine", self.inversion_refine, 0, 10)
-        if self.inversion not in INVERSIONS:
-            raise ParamError(f"{prefix}.inversion", f"must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
-        if self.resolution is not None:
-            positive(prefix, resolution=self.resolution)
-        self.sweep.validate(f"{prefix}.sweep")
 
     def resolved(self, chosen: dict) -> IntraConfig:
         """This config with the params left null set to intra-sweep's choice (`chosen`: guidance, eta, self_eta)."""

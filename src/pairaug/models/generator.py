@@ -19,10 +19,11 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import AutoTokenizer, CLIPTextModel, PreTrainedTokenizerBase
 
 from pairaug.models.clip import check_folder
+from pairaug.params import Params
 
 
 @dataclass
-class UNetArch:
+class UNetArch(Params):
     """The embedded pixel-space UNet (ignored when generator.checkpoint names a folder)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 64)
