@@ -3,18 +3,23 @@ plan of items (ids and noise seeds), the rewrite rows they draw from, the stored
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
 from pairaug.generate.config import SamplingConfig
+from pairaug.generate.store import ChunkStore, run_chunks
 from pairaug.hashing import seed_from, stable_hash
-from pairaug.models.checkpoints import folder_sha
+from pairaug.models.checkpoints import folder_sha, resolve
+from pairaug.models.generator import TextToImagePipeline, load_generator
+from pairaug.parallel import Ranks
 
 MANIFEST_COLUMNS = ["pair_id", "branch", "replicate", "source_pair_id", "report", "image", "image_sha256", "seed",
                     "generator_sha", "steps", "guidance", "eta", "inversion"]
@@ -58,3 +63,24 @@ def read_rewritten(path: str | Path) -> pd.DataFrame:
 def stored_image_size(prepared: str | Path) -> int:
     pairs = read_pairs(prepared)
     return int(load_gray(Path(prepared).parent / pairs["image"].iloc[0]).shape[0])
+
+
+def load_pipe(generator_dir: str | Path, dtype: torch.dtype, device: torch.device) -> TextToImagePipeline:
+    """The generator of `generator_dir` (ours, or the external checkpoint it points at) on `device`."""
+    path, _ = resolve(generator_dir)
+    return load_generator(path, dtype=dtype, device=device)
+
+
+def run_store(store: ChunkStore, make: Callable, ranks: Ranks, name: str, out_dir: str | Path,
+              columns: Sequence[str], log: logging.Logger) -> pd.DataFrame | None:
+    """Make this rank's chunks (an interrupted run's are reused), then on rank 0 wait for every rank's and
+    assemble the manifest into `out_dir`; other ranks return None. `log`: the branch module's logger."""
+    items = store.items
+    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
+    with progress_bar(len(items), done, f"{name}-generate") as bar:
+        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
+    log.info("%s: generated %d pairs, %d reused from an interrupted run", name, made, done)
+    if not ranks.is_main:
+        return None
+    store.wait_all()
+    return store.assemble(out_dir, columns)

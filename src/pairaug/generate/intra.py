@@ -32,20 +32,20 @@ from pairaug.errors import InputError
 from pairaug.generate.common import (
     MANIFEST_COLUMNS,
     generator_sha,
+    load_pipe,
     plan,
-    progress_bar,
     read_rewritten,
+    run_store,
     stored_image_size,
 )
 from pairaug.generate.config import IntraConfig
 from pairaug.generate.inversion import invert
 from pairaug.generate.p2p import LocalBlend, edit_sample
-from pairaug.generate.store import ChunkStore, run_chunks
+from pairaug.generate.store import ChunkStore
 from pairaug.hashing import seed_from, stable_hash
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.images import resize_batch
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import TextToImagePipeline, load_generator
+from pairaug.models.generator import TextToImagePipeline
 from pairaug.parallel import Ranks
 
 log = logging.getLogger(__name__)
@@ -184,15 +184,5 @@ def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,)
     device = stage_device(ranks)
     dtype = generation_dtype(cfg.dtype, device)
     store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype, replicates)
-    items = store.items
-    path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=device)
-    make = make_intra_chunk(pipe, cfg, stored_image_size(prepared), gen_sha, sources)
-    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
-    with progress_bar(len(items), done, "intra-generate") as bar:
-        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
-    log.info("intra: generated %d pairs, %d reused from an interrupted run", made, done)
-    if not ranks.is_main:
-        return None
-    store.wait_all()
-    return store.assemble(out_dir, INTRA_COLUMNS)
+    make = make_intra_chunk(load_pipe(generator_dir, dtype, device), cfg, stored_image_size(prepared), gen_sha, sources)
+    return run_store(store, make, ranks, "intra", out_dir, INTRA_COLUMNS, log)

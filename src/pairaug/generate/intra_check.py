@@ -12,7 +12,7 @@ import pandas as pd
 from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
-from pairaug.generate.common import stored_image_size
+from pairaug.generate.common import load_pipe, stored_image_size
 from pairaug.generate.config import IntraConfig
 from pairaug.generate.intra import native_height
 from pairaug.generate.inversion import invert, reconstruct
@@ -20,8 +20,7 @@ from pairaug.hashing import seed_from
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.images import resize_batch
 from pairaug.measurement.intra_check import label_figures, patient_figures, psnr
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import TextToImagePipeline, load_generator
+from pairaug.models.generator import TextToImagePipeline
 from pairaug.models.scorer import load_scorer
 
 
@@ -62,9 +61,8 @@ def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_di
     by_id = pairs.set_index("pair_id")
     rng = np.random.default_rng(seed_from("intra-metrics", seed))
     stored = stored_image_size(prepared)
-    path, _ = resolve(generator_dir)
     device = stage_device()
-    pipe = load_generator(path, dtype=generation_dtype(cfg.dtype, device), device=device)
+    pipe = load_pipe(generator_dir, generation_dtype(cfg.dtype, device), device)
     scorer = load_scorer(scorer_dir)
 
     edited = np.stack([load_gray(out_dir / rel) for rel in manifest["image"]])

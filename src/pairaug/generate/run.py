@@ -12,18 +12,17 @@ from pairaug.data.schema import read_pairs
 from pairaug.generate.common import (
     MANIFEST_COLUMNS,
     generator_sha,
+    load_pipe,
     plan,
-    progress_bar,
     read_rewritten,
+    run_store,
     stored_image_size,
 )
 from pairaug.generate.config import SamplingConfig
 from pairaug.generate.inter import make_inter_chunk
-from pairaug.generate.store import ChunkStore, run_chunks
+from pairaug.generate.store import ChunkStore
 from pairaug.hashing import stable_hash
 from pairaug.launch import generation_dtype, stage_device
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import load_generator
 from pairaug.parallel import Ranks
 
 log = logging.getLogger(__name__)
@@ -50,14 +49,5 @@ def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequ
     # The dtype in use shapes the pixels too (float16 on GPU): chunks of another dtype are not reused.
     key = stable_hash(items["pair_id"].tolist(), cfg.batch_size, str(dtype))
     store = ChunkStore(Path(work_root) / f"{branch}-{key}", items, cfg.batch_size)
-    path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=device)
-    make = make_inter_chunk(pipe, branch, cfg, stored_image_size(prepared), gen_sha)
-    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
-    with progress_bar(len(items), done, f"{branch}-generate") as bar:
-        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
-    log.info("%s: generated %d pairs, %d reused from an interrupted run", branch, made, done)
-    if not ranks.is_main:
-        return None
-    store.wait_all()
-    return store.assemble(out_dir, MANIFEST_COLUMNS)
+    make = make_inter_chunk(load_pipe(generator_dir, dtype, device), branch, cfg, stored_image_size(prepared), gen_sha)
+    return run_store(store, make, ranks, branch, out_dir, MANIFEST_COLUMNS, log)
