@@ -65,3 +65,16 @@ def test_pairaug_params_schema_writes_the_file(tmp_path: Path, capsys) -> None:
     assert main(["params", "schema", "--out", str(out)]) == 0
     assert out.read_text() == (REPO / SCHEMA_FILE).read_text()
     assert str(out) in capsys.readouterr().out
+
+
+def test_every_section_of_params_yaml_loads_as_the_stages_load_it() -> None:
+    """The schema is JSON's view (a tuple is an array); the stages go through `section`, which must agree."""
+    import dataclasses
+
+    from pairaug.params import load_params, section
+    from pairaug.params_schema import SECTION_TYPES
+
+    params = load_params(PARAMS)
+    for name, tp in SECTION_TYPES.items():
+        if dataclasses.is_dataclass(tp):
+            assert isinstance(section(tp, params, name), tp), name
