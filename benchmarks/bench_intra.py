@@ -26,10 +26,11 @@ import pytest
 import torch
 import yaml
 
-from pairaug.generate.inter import SamplingConfig, make_inter_chunk, plan
-from pairaug.generate.intra import INVERSIONS, IntraConfig, make_intra_chunk, plan_candidates, real_sources
+from pairaug.generate.common import plan, read_rewritten
+from pairaug.generate.config import INVERSIONS, IntraConfig, SamplingConfig
+from pairaug.generate.inter import make_inter_chunk
+from pairaug.generate.intra import make_intra_chunk, plan_candidates, real_sources
 from pairaug.generate.intra_sweep import chosen_setting, sweep_settings
-from pairaug.generate.run import read_rewritten
 from pairaug.models.checkpoints import resolve
 from pairaug.models.generator import load_generator
 from pairaug.params import section

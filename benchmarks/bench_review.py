@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from pairaug.io import repo_root
+from pairaug.paths import repo_root
 from pairaug.review.app import create_app
 from pairaug.review.workspace import Workspace
 

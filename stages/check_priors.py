@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pairaug import layout
 from pairaug.data.schema import read_pairs
-from pairaug.generate.inter import SamplingConfig
+from pairaug.generate.config import SamplingConfig
 from pairaug.io import write_json
 from pairaug.launch import LaunchConfig, configure, generation_dtype, stage_device
 from pairaug.measurement.images import load_split_images

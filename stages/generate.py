@@ -7,7 +7,7 @@ import sys
 
 from pairaug import layout
 from pairaug.errors import ParamError
-from pairaug.generate.inter import SamplingConfig
+from pairaug.generate.config import SamplingConfig
 from pairaug.generate.run import generate_fresh
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks

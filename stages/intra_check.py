@@ -8,7 +8,8 @@ import pandas as pd
 
 from pairaug import layout
 from pairaug.errors import InputError
-from pairaug.generate.intra import IntraConfig, intra_metrics, kept_intra_ids
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra_check import intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.io import write_json
 from pairaug.launch import LaunchConfig, configure

@@ -2,7 +2,8 @@
 with the edit settings intra-sweep chose on the valid split for every `intra` param left null."""
 
 from pairaug import layout
-from pairaug.generate.intra import IntraConfig, generate_intra
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra import generate_intra
 from pairaug.generate.intra_sweep import chosen_setting
 from pairaug.launch import LaunchConfig, process_group, relaunch
 from pairaug.parallel import Ranks

@@ -3,7 +3,7 @@
 import logging
 
 from pairaug import layout
-from pairaug.generate.intra import IntraConfig
+from pairaug.generate.config import IntraConfig
 from pairaug.generate.intra_sweep import run_sweep
 from pairaug.io import write_json
 from pairaug.launch import LaunchConfig, configure

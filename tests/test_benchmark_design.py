@@ -12,7 +12,7 @@ import pytest
 from pairaug.data.mixes import default_mixes, pool_real_pairs, read_mixes, real_dup_pairs
 from pairaug.data.prepare import DataConfig, PhantomConfig, pool_config, prepare
 from pairaug.errors import ParamError
-from pairaug.io import sha256_file
+from pairaug.hashing import file_digest
 
 
 def test_the_pools_patients_never_appear_in_the_target(tmp_path: Path):
@@ -23,7 +23,7 @@ def test_the_pools_patients_never_appear_in_the_target(tmp_path: Path):
     assert set(pool["split"]) == {"train", "valid"} and len(pool) > len(target) / 2
     assert not set(pool["patient_id"]) & set(target["patient_id"])
     assert not set(pool["pair_id"]) & set(target["pair_id"])
-    shas = lambda df, root: {sha256_file(root / rel) for rel in df["image"]}  # noqa: E731
+    shas = lambda df, root: {file_digest(root / rel) for rel in df["image"]}  # noqa: E731
     assert not shas(pool, tmp_path / "pool") & shas(target, tmp_path / "prepared")  # no film in common
     # the target is the same whatever the pool: its bytes do not depend on the pool's size
     again = prepare(target_cfg, 0, tmp_path / "prepared-again")

@@ -20,7 +20,7 @@ from pairaug.evaluate.run import EvaluateConfig, binary_targets, evaluate_mix, s
 from pairaug.measurement.linear_probe import linear_probe, stratified_subsets
 from pairaug.measurement.zeroshot import auc_per_label, class_embeddings, label_prompts, zero_shot_probs
 from pairaug.params import section
-from pairaug.tracking.runs import eval_metrics
+from pairaug.tracking.evaluation import eval_metrics
 
 
 def _unit(v):

@@ -17,10 +17,12 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from pairaug.data.images import load_gray
 from pairaug.data.schema import empty_labels, pairs_frame
 from pairaug.errors import ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_sha, plan
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan
+from pairaug.generate.config import SamplingConfig
 from pairaug.generate.run import generate_fresh
 from pairaug.generate.store import ChunkStore, run_chunks
-from pairaug.io import save_png, seed_from, sha256_file
+from pairaug.hashing import file_digest, seed_from
+from pairaug.io import save_png
 from pairaug.launch import generation_dtype
 from pairaug.models.generator import TextToImagePipeline, UNetArch, embedded_unet, train_scheduler
 from pairaug.models.tokenizer import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
@@ -138,7 +140,7 @@ def test_same_params_and_seed_give_byte_identical_outputs(inputs, tmp_path):
     assert manifest["eta"].isna().all() and not manifest["inversion"].any()
     images = []
     for rel, sha in zip(manifest["image"], manifest["image_sha256"]):
-        assert sha256_file(tmp_path / "a" / rel) == sha
+        assert file_digest(tmp_path / "a" / rel) == sha
         images.append(load_gray(tmp_path / "a" / rel))
     assert all(im.shape == (32, 32) for im in images)
     assert len({im.tobytes() for im in images}) == N_OK  # per-pair noise: no two images alike

@@ -21,7 +21,8 @@ from pairaug.data.phantom import iter_studies, render
 from pairaug.data.report_text import Finding, write_report
 from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import InputError, QualityGateError
-from pairaug.io import save_png, sha256_file
+from pairaug.hashing import file_digest
+from pairaug.io import save_png
 from pairaug.measurement.edit_readout import fit_readout_probe, reader_half
 from pairaug.prune import change_reads
 from pairaug.quality.checks import derive_checks
@@ -74,7 +75,7 @@ def _intra_pairs(world: dict, editor: str) -> pd.DataFrame:
         save_png(film, folder / rel)
         rows.append({"pair_id": f"{editor}-{src['pair_id']}", "branch": "intra", "replicate": 0, "source_pair_id": src["pair_id"],
                      "patient_id": src["patient_id"], "report": edited.report, "source_report": src["report"],
-                     "image": rel, "image_sha256": sha256_file(folder / rel), **edited.labels(),
+                     "image": rel, "image_sha256": file_digest(folder / rel), **edited.labels(),
                      # prune's scores, all passing: the change is the only thing under test
                      "s_a": np.nan, "tau": np.nan, "s1": 0.9, "s2": 0.9, "s3": 0.9,
                      "thr_s1": 0.1, "thr_s2": 0.1, "thr_s3": 0.1, "review": ""})

@@ -14,8 +14,8 @@ from diffusers import DDIMScheduler, PNDMScheduler
 from test_intra_p2p import tiny_generator
 
 from pairaug.data.phantom import iter_studies, render
-from pairaug.generate.intra import psnr
 from pairaug.generate.inversion import ddim_invert, inversion_start, invert, reconstruct
+from pairaug.measurement.intra_check import psnr
 from pairaug.models.generator import UNetArch, load_generator, train_scheduler
 from pairaug.train.diffusion import DiffusionTrainConfig, train_unet
 

@@ -24,20 +24,13 @@ from pairaug.data.labeler import label_report
 from pairaug.data.phantom import iter_studies, render
 from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import InputError, ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan
-from pairaug.generate.intra import (
-    INTRA_COLUMNS,
-    IntraConfig,
-    generate_intra,
-    intra_metrics,
-    intra_store,
-    kept_intra_ids,
-    make_intra_chunk,
-    real_sources,
-)
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan, read_rewritten
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra import INTRA_COLUMNS, generate_intra, intra_store, make_intra_chunk, real_sources
+from pairaug.generate.intra_check import intra_metrics, kept_intra_ids
 from pairaug.generate.intra_sweep import chosen_setting
-from pairaug.generate.run import read_rewritten
-from pairaug.io import save_png, sha256_file
+from pairaug.hashing import file_digest
+from pairaug.io import save_png
 from pairaug.models.generator import load_generator
 from pairaug.models.scorer import load_scorer
 from pairaug.models.tokenizer import train_tokenizer
@@ -84,7 +77,7 @@ def check_contract(manifest: pd.DataFrame, out: Path, inversion: bool, cfg: Intr
     assert (manifest["eta"] == cfg.eta).all() and (manifest["steps"] == cfg.steps).all()
     for _, row in manifest.iterrows():
         for col in ("image", "source_image"):
-            assert sha256_file(out / row[col]) == row[f"{col}_sha256"]
+            assert file_digest(out / row[col]) == row[f"{col}_sha256"]
             assert load_gray(out / row[col]).shape == (STORED, STORED)
     assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.parquet", "source"]
 

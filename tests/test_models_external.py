@@ -30,8 +30,8 @@ from transformers import (
 from pairaug.data.images import load_gray
 from pairaug.data.schema import empty_labels, pairs_frame
 from pairaug.errors import InputError
-from pairaug.generate.inter import MANIFEST_COLUMNS
-from pairaug.io import sha256_file
+from pairaug.generate.common import MANIFEST_COLUMNS
+from pairaug.hashing import file_digest
 from pairaug.models.checkpoints import MARKER, fingerprint
 from pairaug.models.generator import load_generator
 from pairaug.models.scorer import ClipScorer, load_scorer
@@ -149,7 +149,7 @@ def test_stable_diffusion_folder_runs_inter_generate(tmp_path, tiny_repo, sd_fol
     assert (manifest["generator_sha"] == info["fingerprint"][:16]).all()
     for rel, sha in zip(manifest["image"], manifest["image_sha256"]):
         path = repo / "data/synthetic/inter" / rel
-        assert sha256_file(path) == sha
+        assert file_digest(path) == sha
         assert load_gray(path).shape == (32, 32)  # stored at data.image_size, not the 64 px it was made at
 
 

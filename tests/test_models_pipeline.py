@@ -16,8 +16,9 @@ from conftest import TINY_PARAMS, run
 from transformers import CLIPModel
 
 from pairaug.data.images import load_gray
-from pairaug.generate.inter import MANIFEST_COLUMNS, SamplingConfig, generator_sha, plan
-from pairaug.io import seed_from, sha256_file
+from pairaug.generate.common import MANIFEST_COLUMNS, generator_sha, plan
+from pairaug.generate.config import SamplingConfig
+from pairaug.hashing import file_digest, seed_from
 from pairaug.measurement.pixel_probe import CHECK_LABELS
 from pairaug.models.clip import features
 from pairaug.models.generator import load_generator
@@ -101,7 +102,7 @@ def test_synthetic_manifests_follow_the_contract(tiny_repo: Path, branch: str):
     files = {str(p.relative_to(folder)) for p in folder.rglob("*.png")}
     assert files == set(manifest["image"])
     for rel, sha in zip(manifest["image"], manifest["image_sha256"]):
-        assert sha256_file(folder / rel) == sha
+        assert file_digest(folder / rel) == sha
         assert load_gray(folder / rel).shape == (32, 32)
     assert not list((tiny_repo / "data/.work").glob(f"{branch}-*"))  # work folders cleaned up
 

@@ -17,7 +17,7 @@ from test_prune import CARDIO, EFFUSION, NORMAL, WORSE, make_scorer
 from test_validate import base  # noqa: F401 - the world, a module fixture
 
 from pairaug.errors import InputError, QualityGateError
-from pairaug.io import sha256_file
+from pairaug.hashing import file_digest
 from pairaug.models.scorer import load_scorer
 from pairaug.quality.datasheet import DatasheetSources, counts, render
 from pairaug.quality.gate import ValidateConfig
@@ -50,7 +50,7 @@ def set_image(root: Path, pair_id: str, pixels: np.ndarray | None = None, copy_o
         shutil.copy(copy_of, path)
     else:
         Image.fromarray(pixels).save(path)
-    sha = sha256_file(path)
+    sha = file_digest(path)
     pruned.at[row, "image_sha256"] = sha
     pruned.to_parquet(root / "data/pruned/pairs.parquet", index=False)
     manifest_path = root / "data/synthetic" / pruned.at[row, "branch"] / "manifest.parquet"

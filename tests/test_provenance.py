@@ -15,7 +15,8 @@ from PIL import Image
 from pairaug.cli import main as cli
 from pairaug.data.provenance import FIELDS, PREFIX, read_provenance, read_text_chunks
 from pairaug.generate.store import ChunkStore
-from pairaug.io import save_png, sha256_file
+from pairaug.hashing import file_digest
+from pairaug.io import save_png
 from pairaug.tracking.audit import STATUS_OK, verify
 
 REPORT = "FINDINGS: Small left pleural effusion. IMPRESSION: Left effusion."
@@ -47,7 +48,7 @@ def test_the_writer_is_byte_deterministic_with_its_chunks(tmp_path):
         assert (a / rel).read_bytes() == (b / rel).read_bytes()
     # the rows record the hash of the file as written, chunks included
     rows = pd.read_parquet(a / "rows.parquet")
-    assert rows.loc[0, "image_sha256"] == sha256_file(a / row["image"])
+    assert rows.loc[0, "image_sha256"] == file_digest(a / row["image"])
     chunks = read_text_chunks(a / row["image"])
     assert list(chunks)[:len(FIELDS)] == [PREFIX + f for f in FIELDS]  # a fixed order: fixed bytes
     assert chunks["Software"].startswith("pairaug ")
@@ -106,7 +107,7 @@ def trained_on(tmp_path) -> tuple[Path, pd.DataFrame]:
     shutil.copy(folder / row["image"], image)
     pairs = pd.DataFrame([{"pair_id": row["pair_id"], "branch": "intra", "source_pair_id": "src0001",
                            "report": REPORT, "image": str(image.relative_to(root)),
-                           "image_sha256": sha256_file(image)}])
+                           "image_sha256": file_digest(image)}])
     return root, pairs
 
 
@@ -119,7 +120,7 @@ def test_audit_reports_an_edited_chunk_as_modified(trained_on):
     out = verify(pairs, {}, root)
     assert out.loc[0, "status"] == "modified" and out.loc[0, "provenance"] == "differs: pair_id"
     # Even when the recorded hash is the tampered file's (a manifest rewritten around it), the chunks disagree.
-    out = verify(pairs.assign(image_sha256=sha256_file(image)), {}, root)
+    out = verify(pairs.assign(image_sha256=file_digest(image)), {}, root)
     assert out.loc[0, "workspace"] == "ok" and out.loc[0, "status"] == "modified"
 
 
@@ -129,6 +130,6 @@ def test_audit_reads_a_real_film_as_no_provenance(trained_on):
     real.parent.mkdir(parents=True)
     save_png(np.zeros((16, 16), np.uint8), real)
     para = pd.DataFrame([{"pair_id": "p1", "branch": "paraphrase", "source_pair_id": "r", "report": REPORT,
-                          "image": "data/prepared/images/r.png", "image_sha256": sha256_file(real)}])
+                          "image": "data/prepared/images/r.png", "image_sha256": file_digest(real)}])
     out = verify(para, {}, root)
     assert out.loc[0, "status"] == STATUS_OK and out.loc[0, "provenance"] == "none"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from pairaug.data.schema import LABELS, empty_labels, pairs_frame
 from pairaug.errors import InputError, ParamError
-from pairaug.io import sha256_file, stable_hash
+from pairaug.hashing import file_digest, stable_hash
 from pairaug.models.clip import ClipArch, ImagePreprocessor, embedded_config
 from pairaug.models.scorer import load_scorer
 from pairaug.models.tokenizer import train_tokenizer
@@ -50,7 +50,7 @@ def _png(path: Path, seed: int) -> str:
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     pixels = 60 + 100 * (np.abs(xx - SIZE / 2) < SIZE / (5 + seed % 4)) + rng.normal(0, 15, (SIZE, SIZE)) + 0 * yy
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
-    return sha256_file(path)
+    return file_digest(path)
 
 
 def _labels(cardio: int | None, effusion: int | None) -> dict:
@@ -132,7 +132,7 @@ def redraw_generated(root: Path, seed: int = 7) -> None:
         for i, rel in enumerate(manifest["image"]):
             coarse = rng.uniform(0, 255, (4, 4)).astype(np.uint8)
             Image.fromarray(coarse).resize((SIZE, SIZE), Image.Resampling.BICUBIC).save(folder / rel)
-            manifest.loc[i, "image_sha256"] = sha256_file(folder / rel)
+            manifest.loc[i, "image_sha256"] = file_digest(folder / rel)
         manifest.to_parquet(folder / "manifest.parquet")
 
 
@@ -240,7 +240,7 @@ def test_candidates_cover_every_branch(world: Path) -> None:
     # The text-only baseline: the real train image, the paraphrased report, a stable id.
     assert para["pair_id"] == stable_hash("paraphrase", para["source_pair_id"], para["report"], int(para["replicate"]))
     assert para["image_abs"] == para["real_image"]
-    assert para["image_sha256"] == sha256_file(para["image_abs"])
+    assert para["image_sha256"] == file_digest(para["image_abs"])
     inter = cands[cands["branch"] == "inter"].set_index("source_pair_id")
     # Labels are those of the new report (from data/rewritten), not of the source.
     assert inter.loc["real00", "Cardiomegaly"] == 1 and inter.loc["real01", "Cardiomegaly"] == 0
@@ -269,7 +269,7 @@ def test_prune_scores_keeps_and_writes(world: Path, tmp_path: Path) -> None:
     assert sorted(pairs["pair_id"]) == sorted(on_disk.loc[on_disk["kept"], "pair_id"])
     # Image paths are relative to data/pruned and resolve to the branch's files.
     for rel, sha in zip(on_disk["image"], on_disk["image_sha256"]):
-        assert not Path(rel).is_absolute() and sha256_file(out / rel) == sha
+        assert not Path(rel).is_absolute() and file_digest(out / rel) == sha
     assert on_disk.loc[on_disk["branch"] == "paraphrase", "image"].str.startswith("../prepared/images/").all()
     assert on_disk.loc[on_disk["branch"] == "inter", "image"].str.startswith("../synthetic/inter/images/").all()
 

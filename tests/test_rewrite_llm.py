@@ -16,8 +16,9 @@ from pairaug.errors import PairaugError
 from pairaug.rewrite.config import AzureConfig, OpenAIConfig, RewriteConfig
 from pairaug.rewrite.guard import PrivacyError
 from pairaug.rewrite.llm import ChatBackend, FatalBackendError
+from pairaug.rewrite.preview import preview
 from pairaug.rewrite.prompts import DEFAULT_PROMPTS, prompt_sha
-from pairaug.rewrite.run import COLUMNS, preview, run_rewrite
+from pairaug.rewrite.run import COLUMNS, run_rewrite
 
 SECRET = "sk-test-PAIRAUG-do-not-leak-7f3a9c"
 

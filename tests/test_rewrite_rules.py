@@ -28,17 +28,11 @@ from pairaug.errors import ParamError
 from pairaug.params import section
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.prompts import DEFAULT_PROMPTS, get_prompt
-from pairaug.rewrite.rules import (
-    _FAMILY,
-    Draft,
-    Item,
-    RulesRewriter,
-    apply_edit,
-    fit_words,
-    remove_labels,
-    sentence_facts,
-)
-from pairaug.rewrite.run import COLUMNS, limit_words, run_rewrite
+from pairaug.rewrite.rules import RulesRewriter
+from pairaug.rewrite.rules_clauses import _FAMILY, Item, remove_labels, sentence_facts
+from pairaug.rewrite.rules_edit import Draft, apply_edit, fit_words
+from pairaug.rewrite.run import COLUMNS, run_rewrite
+from pairaug.rewrite.words import limit_words
 
 PRESENT = (1, -1)
 

@@ -14,7 +14,7 @@ from conftest import REPO, run
 from rewrite_server import FakeLLM
 
 from pairaug.data.schema import LABELS
-from pairaug.io import md5_file
+from pairaug.hashing import file_digest
 
 SECRET = f"sk-stage-{uuid.uuid4().hex}"  # made at run time: the test files hold no copy of it
 
@@ -26,7 +26,7 @@ def set_params(repo: Path, **rewrite) -> None:
 
 
 def outputs_md5(repo: Path) -> dict[str, str]:
-    return {p.name: md5_file(p) for p in sorted((repo / "data" / "rewritten").glob("*.parquet"))}
+    return {p.name: file_digest(p, "md5") for p in sorted((repo / "data" / "rewritten").glob("*.parquet"))}
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ from pairaug.errors import ParamError
 from pairaug.params import section
 from pairaug.tracking.audit import parse_model_ref
 from pairaug.tracking.cli import render
+from pairaug.tracking.evaluation import eval_metrics
 from pairaug.tracking.lineage import audit_pairs, flatten, prompt_versions
-from pairaug.tracking.runs import eval_metrics, not_fatal
+from pairaug.tracking.runs import not_fatal
 from pairaug.tracking.store import TrackingConfig, load_config, tracking_uri
 from pairaug.tracking.ui import KEY_METRICS, VIEW_KEY, VIEW_NAME
 

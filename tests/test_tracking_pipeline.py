@@ -16,7 +16,7 @@ import yaml
 from conftest import run
 from mlflow import MlflowClient
 
-from pairaug.io import md5_file
+from pairaug.hashing import file_digest
 from pairaug.tracking.lineage import flatten, split_rows
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_temp_experiment_logs_into_the_repository_store(tiny_repo, tmp_path):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     digests = {i.dataset.name: i.dataset.digest for i in r.inputs.dataset_inputs}
     assert digests["real_pairs"] == lock_dep_md5(lock, "pretrain@none", "data/prepared/pairs.parquet")
-    assert digests["real_pairs"] == md5_file(repo / "data/prepared/pairs.parquet")
+    assert digests["real_pairs"] == file_digest(repo / "data/prepared/pairs.parquet", "md5")
     assert "zeroshot.mean_auc" in r.data.metrics
     assert not list((repo / ".dvc" / "tmp" / "exps").glob("tmp*/mlflow.db"))
 

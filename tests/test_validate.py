@@ -18,7 +18,8 @@ from test_prune import SIZE, make_world, sources
 from pairaug.data.phantom import iter_studies, render
 from pairaug.data.schema import LABELS, pairs_frame
 from pairaug.errors import QualityGateError
-from pairaug.io import save_png, sha256_file
+from pairaug.hashing import file_digest
+from pairaug.io import save_png
 from pairaug.prune import finalize, load_candidates
 from pairaug.quality.gate import ValidateConfig
 from pairaug.quality.validate import validate_pairs
@@ -151,7 +152,7 @@ def wrong_size(root: Path) -> None:
     i = _row(df, "inter", 1)
     path = root / "data/pruned" / df["image"].iat[i]
     Image.open(path).resize((16, 16)).save(path)
-    df.loc[i, "image_sha256"] = sha256_file(path)
+    df.loc[i, "image_sha256"] = file_digest(path)
     _save(root, df)
 
 
@@ -160,7 +161,7 @@ def rgb_image(root: Path) -> None:
     i = _row(df, "inter", 2)
     path = root / "data/pruned" / df["image"].iat[i]
     Image.open(path).convert("RGB").save(path)
-    df.loc[i, "image_sha256"] = sha256_file(path)
+    df.loc[i, "image_sha256"] = file_digest(path)
     _save(root, df)
 
 

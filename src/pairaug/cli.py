@@ -19,10 +19,10 @@ def _replace_unencodable_output() -> None:
 
 
 def _cmd_label(args: argparse.Namespace) -> None:
+    from pairaug.console import clean_arg, read_stdin_text
     from pairaug.data.labeler import label_report
     from pairaug.data.schema import LABELS
     from pairaug.data.tables import read_csv
-    from pairaug.io import clean_arg, read_stdin_text
 
     if args.csv:
         df = read_csv(args.csv, required=[args.column])
@@ -61,6 +61,13 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
             print(f"  {key:16} {fields[key]}")
 
 
+def _cmd_params_schema(args: argparse.Namespace) -> None:
+    from pairaug.params_schema import SCHEMA_FILE, write_schema
+    from pairaug.paths import repo_root
+
+    print(f"wrote {write_schema(args.out or repo_root() / SCHEMA_FILE)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pairaug",
@@ -84,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="+", help="PNG file(s)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("params", help="params.yaml tools (`pairaug params schema` writes params.schema.json)",
+                       description="Tools for params.yaml.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = actions.add_parser("schema", help="write params.schema.json, the JSON Schema editors check params.yaml with",
+                           description="Write the JSON Schema of params.yaml (every section's keys, types, bounds "
+                                       "and defaults), which params.yaml's first line points editors at.")
+    p.add_argument("--out", help="where to write it (default: params.schema.json at the repository root)")
+    p.set_defaults(func=_cmd_params_schema)
 
     for register in _extensions():
         register(sub)

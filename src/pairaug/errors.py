@@ -30,7 +30,7 @@ class ParamError(PairaugError):
     """A bad value in params.yaml: names the dotted key."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
+        self.key, self.message = key, message
         super().__init__(f"params.yaml: {key}: {message}")
 
 

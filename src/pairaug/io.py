@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,34 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from pairaug.errors import InputError
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def stable_hash(*parts: object, length: int = 16) -> str:
-    """A short hex id from what made a thing (deterministic across runs and machines)."""
-    text = "\x1f".join(json.dumps(p, sort_keys=True, default=str) for p in parts)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def seed_from(*parts: object) -> int:
-    """A 31-bit seed derived from ids, so any subset of items regenerates identically."""
-    return int(stable_hash(*parts, length=8), 16) & 0x7FFFFFFF
-
+from pairaug.hashing import stable_hash
 
 # A temp output is named for its owner, `.<name>.<host>-<pid>-<random>.tmp`, so that a later run can tell
 # the leftovers of a killed process (SIGKILL runs no cleanup) from the temp of a writer still at work.
@@ -155,25 +126,3 @@ def save_png(array: np.ndarray, path: str | os.PathLike, text: dict[str, str] | 
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(tmp, format="PNG", optimize=False,
                                                                           pnginfo=info)
-
-
-def repo_root() -> Path:
-    """The repository root: DVC_ROOT under `dvc exp run`, else the nearest folder holding dvc.yaml."""
-    env = os.environ.get("DVC_ROOT")
-    if env:
-        return Path(env).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dvc.yaml").exists():
-            return folder
-    return here
-
-
-def read_stdin_text() -> str:
-    """Standard input as text whatever its encoding: bytes that are not UTF-8 become U+FFFD (�)."""
-    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
-
-
-def clean_arg(text: str) -> str:
-    """A command-line argument with undecodable bytes (surrogate escapes such as \\udce9) as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -25,31 +25,30 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.distributed as dist
 
 from pairaug.errors import ParamError
 from pairaug.parallel import Ranks, child_dies_with_parent
+from pairaug.params import Params, Positive
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LaunchConfig:
+class LaunchConfig(Params):
     launcher: Literal["torchrun", "accelerate"] = "torchrun"  # how processes > 1 are started
-    processes: int = 1  # processes on this machine (GPUs: one per GPU; CPU: gloo, for tests)
+    processes: Annotated[int, Positive] = 1  # processes on this machine (GPUs: one per GPU; CPU: gloo, for tests)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this rank's GPU when torch sees one, else the CPU
     # training and scoring on a GPU (CPU: always float32); YAML 1.1 reads a bare `no` (as `dvc exp run -S`
     # writes it back) as false, which means "no" too
     mixed_precision: Literal["no", "fp16", "bf16", False] = "no"
 
-    def validate(self, prefix: str) -> None:
-        if self.processes < 1:
-            raise ParamError(f"{prefix}.processes", f"must be ≥ 1, got {self.processes}")
+    def rules(self) -> None:
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ParamError(f"{prefix}.device", "is cuda but torch sees no CUDA device (auto or cpu runs on the CPU)")
+            raise ParamError("device", "is cuda but torch sees no CUDA device (auto or cpu runs on the CPU)")
 
 
 DEVICE_ENV, PRECISION_ENV = "PAIRAUG_DEVICE", "PAIRAUG_MIXED_PRECISION"

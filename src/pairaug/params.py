@@ -1,19 +1,27 @@
-"""params.yaml → typed, validated config objects (one dataclass per section).
+"""params.yaml → typed, validated config objects (one dataclass per section, validated by pydantic).
 
 Each stage reads only its own section plus the shared `seed`; `dvc.yaml` declares exactly those, so a
 change reruns only the stages downstream of it. A wrong key, type or value fails with the dotted key,
 and so does a top-level section no stage reads (`dataa:` would otherwise leave `data` at its defaults).
+
+A section is a plain dataclass deriving from `Params`: pydantic validates the YAML
+into it (strict types, unknown keys refused, the bounds its `Annotated` fields declare, then its cross-field
+`rules()`), and writes its JSON Schema (`pairaug params schema`). Built in code, a config is not validated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from annotated_types import Ge, Gt, Interval
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import core_schema
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -76,76 +84,11 @@ def section(cls: type[T], params: dict[str, Any], name: str) -> T:
 
 
 def from_dict(cls: type[T], data: Any, prefix: str) -> T:
-    if not isinstance(data, dict):
-        raise ParamError(prefix, f"expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ParamError(f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(fields))})")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{prefix}.{name}")
+    """`data` validated by pydantic into `cls` (a `Params` dataclass); the first error as a ParamError."""
     try:
-        obj = cls(**kwargs)
-    except TypeError as e:
-        raise ParamError(prefix, str(e)) from None
-    check = getattr(obj, "validate", None)
-    if check is not None:
-        check(prefix)
-    return obj
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ParamError as e:
-                errors.append(str(e))
-        raise ParamError(key, f"got {value!r}, expected {tp}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ParamError(key, f"got {value!r}, expected one of {', '.join(map(repr, args))}")
-        return value
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ParamError(key, f"expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return [_coerce(inner, v, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamError(key, f"expected a mapping, got {value!r}")
-        vt = args[1] if len(args) == 2 else Any
-        return {k: _coerce(vt, v, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ParamError(key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamError(key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamError(key, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ParamError(key, f"expected a string, got {value!r}")
-        return value
-    return value
+        return _adapter(cls).validate_python(data)
+    except ValidationError as e:
+        raise _param_error(cls, prefix, e.errors()[0]) from None
 
 
 def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -156,13 +99,131 @@ def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def positive(prefix: str, **values: float) -> None:
-    """Raise ParamError for the first value that is not > 0."""
-    for name, v in values.items():
-        if v is None or v <= 0:
-            raise ParamError(f"{prefix}.{name}", f"must be > 0, got {v!r}")
+# ------------------------------------------------------------------------------ the section models
+
+# Bounds for `Annotated` fields (pydantic checks them and writes them into the JSON Schema).
+Positive = Gt(0)  # > 0
+NonNegative = Ge(0)  # >= 0
+Share = Interval(ge=0.0, le=1.0)  # a fraction, a probability, a quantile
+Cosine = Interval(ge=-1.0, le=1.0)
 
 
-def in_range(prefix: str, name: str, value: float, lo: float, hi: float) -> None:
-    if not (lo <= value <= hi):
-        raise ParamError(f"{prefix}.{name}", f"must be within [{lo}, {hi}], got {value!r}")
+class Rule(ValueError):
+    """A cross-field rule broken: `key` relative to the section (or nested config) that states the rule."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(message)
+
+
+class Params:
+    """The base of a params section's dataclass: pydantic validates YAML into it with strict types (no
+    "3" for 3, no 1 for true), refuses unknown keys, checks the bounds of its `Annotated` fields, then runs
+    `rules()` (cross-field rules: raise ParamError with a key relative to this config). Constructing the
+    dataclass in code validates nothing, as before."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid", strict=True)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        schema = handler(source)
+        if schema.get("type") == "dataclass":
+            schema["strict"] = False  # a mapping from YAML builds it; its fields stay strict
+
+        def after(obj: Any) -> Any:
+            try:
+                obj.rules()
+            except ParamError as e:
+                raise Rule(e.key, e.message) from None
+            return obj
+
+        return core_schema.no_info_after_validator_function(after, schema)
+
+    def rules(self) -> None:
+        """Cross-field rules, after every field is valid (none by default)."""
+
+    def validate(self, prefix: str) -> None:
+        """Check a config built in code as params.yaml's `prefix` would be (raises ParamError)."""
+        from_dict(type(self), dataclasses.asdict(self), prefix)
+
+
+@functools.cache
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def json_schema(cls: type) -> dict[str, Any]:
+    """The JSON Schema of a section's dataclass (what editors check params.yaml with)."""
+    return _adapter(cls).json_schema()
+
+
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "tuple_type": "a list",
+             "string_type": "a string", "list_type": "a list", "dict_type": "a mapping"}
+
+
+def _param_error(cls: type, prefix: str, error: dict) -> ParamError:
+    """pydantic's first error as the ParamError a user reads: the dotted key, what was wrong, the value."""
+    loc, kind, value, ctx = tuple(error["loc"]), error["type"], error.get("input"), error.get("ctx") or {}
+    key = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+    bounds = {n: getattr(m, n) for m in _walk(cls, loc)[1] for n in ("ge", "le") if getattr(m, n, None) is not None}
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        known = sorted(_fields(_walk(cls, loc[:-1])[0]))
+        near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        return ParamError(key, f"unknown key ({hint}known: {', '.join(known)})")
+    if kind == "value_error" and isinstance(ctx.get("error"), Rule):
+        rule = ctx["error"]
+        return ParamError(f"{key}.{rule.key}" if rule.key else key, rule.message)
+    if kind in _EXPECTED:
+        return ParamError(key, f"expected {_EXPECTED[kind]}, got {value!r}")
+    if kind == "dataclass_type":
+        return ParamError(key, f"expected a mapping, got {type(value).__name__}")
+    if kind == "literal_error":
+        return ParamError(key, f"got {value!r}, expected one of {ctx['expected'].replace(' or ', ', ')}")
+    if kind in ("greater_than_equal", "less_than_equal") and "ge" in bounds and "le" in bounds:
+        return ParamError(key, f"must be within [{bounds['ge']}, {bounds['le']}], got {value!r}")
+    for name, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if kind.startswith(("greater", "less")) and name in ctx:
+            return ParamError(key, f"must be {op} {ctx[name]}, got {value!r}")
+    if kind == "multiple_of":
+        return ParamError(key, f"must be a multiple of {ctx['multiple_of']}, got {value!r}")
+    if kind == "finite_number":
+        return ParamError(key, f"must be a finite number, got {value!r}")
+    if kind == "too_short":
+        return ParamError(key, "must list at least one value")
+    return ParamError(key, f"{error['msg']}, got {value!r}")
+
+
+def _strip(tp: Any) -> tuple[Any, list]:
+    """(the type inside Annotated and Optional, the Annotated metadata)."""
+    meta: list = []
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            meta += list(tp.__metadata__)
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp, meta
+            tp = args[0]
+        else:
+            return tp, meta
+
+
+def _fields(tp: Any) -> dict[str, Any]:
+    return typing.get_type_hints(tp, include_extras=True) if isinstance(tp, type) and issubclass(tp, Params) else {}
+
+
+def _walk(cls: type, loc: tuple) -> tuple[Any, list]:
+    """(the type at `loc` inside `cls`, through nested configs, lists and mappings; its Annotated metadata)."""
+    tp: Any = cls
+    meta: list = []
+    for part in loc:
+        base, _ = _strip(tp)
+        if isinstance(part, int) or typing.get_origin(base) is dict:
+            args = typing.get_args(base)
+            tp = args[-1] if args else Any
+        else:
+            tp = _fields(base).get(part, Any)
+        tp, meta = _strip(tp)
+    return tp, meta

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from pairaug.errors import ParamError
-from pairaug.io import stable_hash
-from pairaug.params import from_dict
+from pairaug.hashing import stable_hash
+from pairaug.params import Params, from_dict
 
 SYNTHETIC_BRANCHES = ("paraphrase", "image_only", "inter", "intra")
 CONTROL_BRANCHES = ("real_dup", "pool_real")
@@ -65,11 +65,11 @@ def pool_real_pairs(pool_train: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
-class _MixesOnly:
+class _MixesOnly(Params):
     mixes: dict[str, list[str]] = field(default_factory=default_mixes)
 
-    def validate(self, prefix: str) -> None:
-        check_mixes(self.mixes, f"{prefix}.mixes")
+    def rules(self) -> None:
+        check_mixes(self.mixes, "mixes")
 
 
 def read_mixes(params: dict[str, Any]) -> dict[str, list[str]]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from pairaug.data.report_text import Finding, write_report
 from pairaug.data.schema import LABELS
-from pairaug.io import seed_from
+from pairaug.hashing import seed_from
 
 FINDINGS: tuple[str, ...] = ("Cardiomegaly", "Pleural Effusion", "Consolidation", "Edema", "Atelectasis", "Pneumothorax")
 SEVERITIES: tuple[str, ...] = ("mild", "moderate", "large")
@@ -204,7 +204,17 @@ def render(study: Study, size: int, supersample: int = 4) -> np.ndarray:
     below = (y > 0.5 + 0.08 * np.cos(x * 2.2)) & body & ~lungs & ~heart
     img = np.where(below, np.maximum(img, 0.6), img)
     fields = lungs & ~heart  # where lung findings can show
+    img = _draw_findings(img, x, y, texture, find, lung_masks, heart, fields)
 
+    img = (img - 0.4) * a.contrast + 0.4 + a.exposure
+    small = img.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    small = small + rng.normal(0, a.noise, small.shape)
+    return np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
+
+
+def _draw_findings(img: np.ndarray, x: np.ndarray, y: np.ndarray, texture: np.ndarray, find: dict,
+                   lung_masks: dict, heart: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    """The findings drawn over the anatomy: edema, consolidation, atelectasis, effusion, pneumothorax."""
     if (f := find.get("Edema")) is not None:
         amp = {"mild": 0.22, "moderate": 0.33, "large": 0.45}[f.severity]
         for cx in (-0.3, 0.3):
@@ -242,11 +252,7 @@ def render(study: Study, size: int, supersample: int = 4) -> np.ndarray:
         line = m & (np.abs(edge - 1.0) < 0.08) & (y < top + depth)
         img = np.where(air, 0.02, img)
         img = np.where(line, 0.6, img)
-
-    img = (img - 0.4) * a.contrast + 0.4 + a.exposure
-    small = img.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
-    small = small + rng.normal(0, a.noise, small.shape)
-    return np.clip(np.round(small * 255), 0, 255).astype(np.uint8)
+    return img
 
 
 def _ellipse(x, y, cx, cy, rx, ry):

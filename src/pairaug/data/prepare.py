@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from annotated_types import Ge, MultipleOf
 from tqdm import tqdm
 
 from pairaug.data import adapters, phantom
@@ -27,25 +28,30 @@ from pairaug.data.images import fit_square, load_film
 from pairaug.data.labeler import label_report
 from pairaug.data.schema import LABELS, SPLITS, pairs_frame, validate_pairs
 from pairaug.errors import InputError, ParamError
-from pairaug.io import atomic_path, save_png, stable_hash, write_json, write_parquet
+from pairaug.hashing import stable_hash
+from pairaug.io import atomic_path, save_png, write_json, write_parquet
 from pairaug.parallel import process_pool
-from pairaug.params import from_dict, in_range, merged, positive
+from pairaug.params import Params, Positive, Share, from_dict, merged
 
 Source = Literal["phantom", "mimic", "chexpert", "openi", "nih", "csv"]
 
 
 @dataclass
-class PhantomConfig:
-    train_patients: int = 100
+class PhantomConfig(Params):
+    train_patients: Annotated[int, Positive] = 100
     valid_patients: int = 100
     test_patients: int = 800
-    max_studies: int = 3
+    max_studies: Annotated[int, Positive] = 3
     population: str = "target"  # the public pool is another population: disjoint patients
-    acquisition_shift: float = 0.0  # 0 = the target's scanners; up to 1 = a strong shift
+    acquisition_shift: Annotated[float, Share] = 0.0  # 0 = the target's scanners; up to 1 = a strong shift
+
+    def rules(self) -> None:
+        if not self.population.replace("_", "").isalnum():
+            raise ParamError("population", f"letters, digits and _ only, got {self.population!r}")
 
 
 @dataclass
-class CsvConfig:
+class CsvConfig(Params):
     path: str = ""
     image_column: str = "image"
     report_column: str = "report"
@@ -57,7 +63,7 @@ class CsvConfig:
 
 
 @dataclass
-class MimicConfig:
+class MimicConfig(Params):
     root: str = ""
     reports_root: str | None = None
     views: list[str] = field(default_factory=lambda: ["PA", "AP"])
@@ -65,7 +71,7 @@ class MimicConfig:
 
 
 @dataclass
-class OpenIConfig:
+class OpenIConfig(Params):
     root: str = ""
     reports_csv: str = "indiana_reports.csv"
     projections_csv: str = "indiana_projections.csv"
@@ -74,31 +80,31 @@ class OpenIConfig:
 
 
 @dataclass
-class ChexpertConfig:
+class ChexpertConfig(Params):
     root: str = ""
     csv_files: list[str] = field(default_factory=lambda: ["train.csv", "valid.csv"])
     frontal_only: bool = True
 
 
 @dataclass
-class NihConfig:
+class NihConfig(Params):
     root: str = ""
     entries_csv: str = "Data_Entry_2017.csv"
     images_dir: str = "images"
 
 
 @dataclass
-class SplitConfig:
-    train: float = 0.8
-    valid: float = 0.1
-    test: float = 0.1
+class SplitConfig(Params):
+    train: Annotated[float, Share] = 0.8
+    valid: Annotated[float, Share] = 0.1
+    test: Annotated[float, Share] = 0.1
     official: bool = True  # use the dataset's own split where it has one (MIMIC, CheXpert valid)
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Params):
     source: Source = "phantom"
-    image_size: int = 32
+    image_size: Annotated[int, Ge(8), MultipleOf(8)] = 32
     phantom: PhantomConfig = field(default_factory=PhantomConfig)
     csv: CsvConfig = field(default_factory=CsvConfig)
     mimic: MimicConfig = field(default_factory=MimicConfig)
@@ -107,28 +113,18 @@ class DataConfig:
     nih: NihConfig = field(default_factory=NihConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     max_pairs: int | None = None  # keep only the first N records (quick trials on a big dataset)
-    workers: int = 2
-    chunk_size: int = 256
+    workers: Annotated[int, Positive] = 2
+    chunk_size: Annotated[int, Positive] = 256
 
-    def validate(self, prefix: str) -> None:
-        positive(prefix, image_size=self.image_size, workers=self.workers, chunk_size=self.chunk_size)
-        if self.image_size < 8 or self.image_size % 8:
-            raise ParamError(f"{prefix}.image_size", f"must be a multiple of 8 and >= 8, got {self.image_size}")
-        for name in ("train", "valid", "test"):
-            in_range(f"{prefix}.split", name, getattr(self.split, name), 0.0, 1.0)
+    def rules(self) -> None:
         total = self.split.train + self.split.valid + self.split.test
         if abs(total - 1.0) > 1e-6:
-            raise ParamError(f"{prefix}.split", f"train + valid + test must be 1, got {total}")
-        p = self.phantom
-        positive(f"{prefix}.phantom", train_patients=p.train_patients, max_studies=p.max_studies)
-        in_range(f"{prefix}.phantom", "acquisition_shift", p.acquisition_shift, 0.0, 1.0)
-        if not p.population.replace("_", "").isalnum():
-            raise ParamError(f"{prefix}.phantom.population", f"letters, digits and _ only, got {p.population!r}")
+            raise ParamError("split", f"train + valid + test must be 1, got {total}")
         if self.source != "phantom":
             sub = getattr(self, self.source)
             key = "path" if self.source == "csv" else "root"
             if not getattr(sub, key):
-                raise ParamError(f"{prefix}.{self.source}.{key}", f"required when data.source is {self.source!r}")
+                raise ParamError(f"{self.source}.{key}", f"required when data.source is {self.source!r}")
 
 
 # The public pool's defaults (params `pool`): a disjoint population, much larger than the scarce target.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,23 +20,22 @@ from pairaug.data.adapters import iter_chexpert, iter_nih
 from pairaug.data.images import fit_square, load_film
 from pairaug.data.schema import LABELS
 from pairaug.errors import InputError, ParamError
+from pairaug.params import Params, Positive
 
 
 @dataclass
-class LabelSetConfig:
+class LabelSetConfig(Params):
     source: Literal["chexpert", "nih"] = "chexpert"
     root: str = ""
     csv_files: list[str] = field(default_factory=lambda: ["valid.csv"])  # CheXpert: which CSVs
     frontal_only: bool = True  # CheXpert
     entries_csv: str = "Data_Entry_2017.csv"  # NIH
     images_dir: str = "images"  # NIH
-    max_images: int | None = None  # the first N images (a quick look at a large set)
+    max_images: Annotated[int, Positive] | None = None  # the first N images (a quick look at a large set)
 
-    def validate(self, prefix: str) -> None:
+    def rules(self) -> None:
         if not self.root:
-            raise ParamError(f"{prefix}.root", "the dataset folder is required")
-        if self.max_images is not None and self.max_images < 1:
-            raise ParamError(f"{prefix}.max_images", f"must be ≥ 1 or null, got {self.max_images}")
+            raise ParamError("root", "the dataset folder is required")
 
 
 def load_label_set(cfg: LabelSetConfig, image_size: int) -> tuple[torch.Tensor, pd.DataFrame]:

@@ -23,10 +23,11 @@ from pairaug.measurement.zeroshot import (
     roc_points,
     zero_shot_probs,
 )
+from pairaug.params import Params
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateConfig(Params):
     prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
     probe_fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     probe_draws: int = 5  # repeated draws of the small fractions, averaged

@@ -11,19 +11,16 @@ with S1–S3. Under `init: noise` the candidates start from different noise; und
 candidate 0 starts from the inversion itself and candidate k > 0 from the inversion with a share
 `candidate_noise` of fresh noise mixed in (variance-preserving), so it varies around this patient's film.
 
-Output (`data/synthetic/intra/`): `manifest.parquet` with the MANIFEST_COLUMNS of generate/inter.py
+Output (`data/synthetic/intra/`): `manifest.parquet` with the MANIFEST_COLUMNS of generate/common.py
 (branch "intra", eta, inversion) plus `source_image`, `source_image_sha256`; `images/<pair_id>.png`
 (x') and `source/<pair_id>.png` (the source branch). Work goes through the resumable ChunkStore.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,131 +28,29 @@ import torch
 
 from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
-from pairaug.errors import InputError, ParamError
-from pairaug.generate.inter import MANIFEST_COLUMNS, generator_sha, plan, progress_bar
-from pairaug.generate.inversion import invert, reconstruct
+from pairaug.errors import InputError
+from pairaug.generate.common import (
+    MANIFEST_COLUMNS,
+    generator_sha,
+    load_pipe,
+    plan,
+    read_rewritten,
+    run_store,
+    stored_image_size,
+)
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.inversion import invert
 from pairaug.generate.p2p import LocalBlend, edit_sample
-from pairaug.generate.run import read_rewritten, stored_image_size
-from pairaug.generate.store import ChunkStore, run_chunks
-from pairaug.io import seed_from, stable_hash
+from pairaug.generate.store import ChunkStore
+from pairaug.hashing import seed_from, stable_hash
 from pairaug.launch import generation_dtype, stage_device
-from pairaug.measurement.edit_readout import fit_readout_probe, read_edits, reads_new
 from pairaug.measurement.images import resize_batch
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import TextToImagePipeline, load_generator
-from pairaug.models.scorer import load_scorer
+from pairaug.models.generator import TextToImagePipeline
 from pairaug.parallel import Ranks
-from pairaug.params import in_range, positive
 
 log = logging.getLogger(__name__)
 
 INTRA_COLUMNS = [*MANIFEST_COLUMNS, "candidate", "source_image", "source_image_sha256"]
-
-
-@dataclass
-class IntraCheck:
-    """What metrics/intra.json measures beyond the generated pairs themselves."""
-
-    psnr_pairs: int = 64  # pairs inverted and redrawn with y (no edit) for the reconstruction PSNR
-    reference_pairs: int = 256  # intra reports also drawn from fresh noise: the "unrelated image" reference
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, psnr_pairs=self.psnr_pairs, reference_pairs=self.reference_pairs)
-
-
-@dataclass
-class IntraSweep:
-    """intra-sweep's grid (generate/intra_sweep.py): the settings tried on the valid split for every one
-    of `intra.guidance`, `intra.eta`, `intra.self_eta` left null."""
-
-    guidance: list[float] = field(default_factory=lambda: [3.5, 7.5])
-    eta: list[float] = field(default_factory=lambda: [0.2, 0.5])
-    self_eta: list[float] = field(default_factory=lambda: [0.0, 0.2])
-    min_patient_cos: float = 0.65  # the least mean cos(f(x'), f(x)) a chosen setting keeps
-
-    def validate(self, prefix: str) -> None:
-        for name in ("guidance", "eta", "self_eta"):
-            values = getattr(self, name)
-            if not values:
-                raise ParamError(f"{prefix}.{name}", "must list at least one value")
-            for v in values:
-                if name == "guidance":
-                    positive(prefix, guidance=v)
-                else:
-                    in_range(prefix, name, v, 0.0, 1.0)
-        in_range(prefix, "min_patient_cos", self.min_patient_cos, -1.0, 1.0)
-
-
-INVERSIONS = ("negative_prompt", "null_text", "ddim")
-
-
-@dataclass
-class IntraConfig:
-    steps: int = 15
-    # null: chosen on the valid split by intra-sweep (its grid: `sweep`); a number fixes the setting
-    guidance: float | None = None
-    eta: float | None = None  # cross-attention of the edit branch swapped for the source's while step < eta * steps
-    self_eta: float | None = None  # self-attention swapped while step < self_eta * steps ...
-    self_max_positions: int = 64  # ... in layers with at most this many query positions
-    reweight: float = 2.0  # the edit branch's cross-attention to the tokens y' adds, times this
-    blend_threshold: float | None = None  # local blend (p2p): the mask's cut; null: no local blend
-    blend_start: float = 0.2  # local blend from this share of the steps on
-    init: Literal["noise", "inversion"] = "inversion"
-    inversion: Literal["negative_prompt", "null_text", "ddim"] = "negative_prompt"
-    inversion_refine: int = 1  # fixed-point refinements per inversion step (0: plain DDIM inversion)
-    null_text_steps: int = 2  # inversion null_text: Adam steps per sampling step
-    null_text_lr: float = 0.05
-    resolution: int | None = None  # null: the generator's native size; images are stored at data.image_size
-    batch_size: int = 32  # pairs per chunk (one UNet batch of 4 x batch_size rows); also the unit of resume
-    candidates: int = 2  # edits per report; prune keeps the best that pass S1-S3 (PairAug's code: 10)
-    candidate_noise: float = 0.3  # init inversion: share of fresh noise in the start of candidates k > 0
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    sweep: IntraSweep = field(default_factory=IntraSweep)
-    check: IntraCheck = field(default_factory=IntraCheck)
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, batch_size=self.batch_size, reweight=self.reweight,
-                 self_max_positions=self.self_max_positions, candidates=self.candidates,
-                 null_text_steps=self.null_text_steps, null_text_lr=self.null_text_lr)
-        if self.guidance is not None:
-            positive(prefix, guidance=self.guidance)
-        for name in ("eta", "self_eta"):
-            if getattr(self, name) is not None:
-                in_range(prefix, name, getattr(self, name), 0.0, 1.0)
-        if self.blend_threshold is not None:
-            in_range(prefix, "blend_threshold", self.blend_threshold, 0.0, 1.0)
-        in_range(prefix, "blend_start", self.blend_start, 0.0, 1.0)
-        in_range(prefix, "candidate_noise", self.candidate_noise, 0.0, 1.0)
-        in_range(prefix, "inversion_refine", self.inversion_refine, 0, 10)
-        if self.inversion not in INVERSIONS:
-            raise ParamError(f"{prefix}.inversion", f"must be one of {', '.join(INVERSIONS)}, got {self.inversion!r}")
-        if self.resolution is not None:
-            positive(prefix, resolution=self.resolution)
-        self.sweep.validate(f"{prefix}.sweep")
-
-    def resolved(self, chosen: dict) -> IntraConfig:
-        """This config with the params left null set to intra-sweep's choice (`chosen`: guidance, eta, self_eta)."""
-        return dataclasses.replace(self, **{k: chosen[k] if getattr(self, k) is None else getattr(self, k)
-                                            for k in ("guidance", "eta", "self_eta")})
-
-    def require_resolved(self) -> None:
-        """Fail clearly when an edit setting is still null (not yet set from intra-sweep's choice)."""
-        missing = [k for k in ("guidance", "eta", "self_eta") if getattr(self, k) is None]
-        if missing:
-            raise ParamError(f"intra.{missing[0]}", "is null: set it, or run intra-sweep and use its choice "
-                                                    "(`dvc repro intra-sweep`; IntraConfig.resolved)")
-
-    def fingerprint(self, dtype: torch.dtype) -> str:
-        """Everything that shapes the images, with the dtype in use (float16 applies on GPU only): keys the
-        resume folder. The metrics' sample sizes and the sweep's grid do not shape the images."""
-        shaping = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("check", "dtype", "sweep")}
-        return stable_hash(shaping, str(dtype))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image PSNR in dB of uint8 images (N, H, W)."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
-    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
 
 
 def native_height(pipe: TextToImagePipeline, cfg: IntraConfig) -> int:
@@ -289,158 +184,5 @@ def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,)
     device = stage_device(ranks)
     dtype = generation_dtype(cfg.dtype, device)
     store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype, replicates)
-    items = store.items
-    path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=device)
-    make = make_intra_chunk(pipe, cfg, stored_image_size(prepared), gen_sha, sources)
-    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
-    with progress_bar(len(items), done, "intra-generate") as bar:
-        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
-    log.info("intra: generated %d pairs, %d reused from an interrupted run", made, done)
-    if not ranks.is_main:
-        return None
-    store.wait_all()
-    return store.assemble(out_dir, INTRA_COLUMNS)
-
-
-# ------------------------------------------------------------------------------------------- metrics
-
-
-def _mean_cos(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.sum(a * b, axis=1))) if len(a) else float("nan")
-
-
-def kept_intra_ids(pruned: str | Path) -> set[str]:
-    """The intra pairs that pruning kept (data/pruned/pairs.parquet)."""
-    pruned = Path(pruned)
-    if not pruned.exists():
-        raise InputError("pruned pairs not found (run `dvc repro prune`)", file=pruned)
-    pairs = pd.read_parquet(pruned, columns=["pair_id", "branch"])
-    return set(pairs.loc[pairs["branch"] == "intra", "pair_id"])
-
-
-def intra_metrics(cfg: IntraConfig, seed: int, manifest: pd.DataFrame, *, out_dir: str | Path,
-                  prepared: str | Path, rewritten: str | Path, generator_dir: str | Path,
-                  scorer_dir: str | Path, probe_films: str | Path, kept: set[str]) -> dict:
-    """metrics/intra.json: does x' keep the patient, show y''s findings, and does inversion redraw x?
-    For all candidates and for the ones pruning kept (`kept`: their pair ids).
-
-    - patient: mean cos(f_img(x'), f_img(x)) (x = the real source film, f = the scorer) against
-      mean cos(f_img(g), f_img(random real film of the same split)) for g = intra reports drawn from
-      fresh noise, as InterAug draws its images (an unrelated image of the same kind).
-    - labels: a pixel probe trained on the real films of `probe_films` (the public pool: disjoint from
-      the films being edited; the `judge` half of its patients, not the half prune selected with) reads
-      x' (measurement/edit_readout.py): changed-finding AUC per label
-      (pairs whose label differs between y and y'; near 0 for x itself, above 0.5 where x' shows y''s
-      finding), unchanged-finding AUC, the same probe on x (the no-edit baseline), and changed_read: the
-      mean share of a pair's changed findings read in x' as y' states them (per pair, so defined for every
-      pair with a readable change, where an AUC needs pairs of both directions of a label's change).
-    - inversion: x inverted with y and redrawn with y (no edit): PSNR at guidance 1, and at the edit's
-      guidance with plain DDIM inversion and with `cfg.inversion`, against fresh-noise draws of y.
-    """
-    cfg.require_resolved()
-    if manifest.empty:
-        return {"pairs": 0, "init": cfg.init}
-    out_dir, prepared = Path(out_dir), Path(prepared)
-    root = prepared.parent
-    pairs = read_pairs(prepared)
-    by_id = pairs.set_index("pair_id")
-    rng = np.random.default_rng(seed_from("intra-metrics", seed))
-    stored = stored_image_size(prepared)
-    path, _ = resolve(generator_dir)
-    device = stage_device()
-    pipe = load_generator(path, dtype=generation_dtype(cfg.dtype, device), device=device)
-    scorer = load_scorer(scorer_dir)
-
-    edited = np.stack([load_gray(out_dir / rel) for rel in manifest["image"]])
-    source_branch = np.stack([load_gray(out_dir / rel) for rel in manifest["source_image"]])
-    src = by_id.loc[manifest["source_pair_id"]]
-    real = np.stack([load_gray(root / rel) for rel in src["image"]])
-    f_edit, f_real, f_branch = (scorer.encode_images(a) for a in (edited, real, source_branch))
-    is_kept = manifest["pair_id"].isin(kept).to_numpy()
-
-    # the reference: intra reports drawn from fresh noise (as InterAug draws) vs random real films of the split
-    ref = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.reference_pairs, len(manifest)),
-                                           replace=False))]
-    fresh = _draw(pipe, ref["report"].tolist(), [seed_from("intra-reference", pid) for pid in ref["pair_id"]],
-                  cfg, stored)
-    ref_split = by_id.loc[ref["source_pair_id"], "split"].to_numpy()
-    random_real = [rng.choice(pairs.index[pairs["split"] == s]) for s in ref_split]
-    f_random = scorer.encode_images([root / pairs.at[i, "image"] for i in random_real])
-    f_fresh = scorer.encode_images(fresh)
-    ref_pos = manifest.index.get_indexer(ref.index)
-    patient = {
-        "edited_vs_source_film": _mean_cos(f_edit, f_real),
-        "kept_edited_vs_source_film": _mean_cos(f_edit[is_kept], f_real[is_kept]) if is_kept.any() else None,
-        "fresh_vs_random_film": _mean_cos(f_fresh, f_random),
-        "fresh_vs_source_film": _mean_cos(f_fresh, f_real[ref_pos]),
-        "source_branch_vs_source_film": _mean_cos(f_branch, f_real),
-        "edited_vs_source_branch": _mean_cos(f_edit, f_branch),
-        "reference": "intra reports drawn from fresh per-pair noise (InterAug's sampling), "
-                     f"{len(ref)} pairs, against random real films of the same split",
-    }
-    patient["keeps_patient"] = patient["edited_vs_source_film"] > patient["fresh_vs_random_film"]
-
-    probe, thresholds = fit_readout_probe(probe_films, reader="judge")  # not the reader prune selected with
-    old = src.reset_index(drop=True)
-    new = _new_labels(rewritten, manifest)
-    labels = {"all": read_edits(probe, edited, real, old, new)}
-    # prune may keep no intra pair: the kept figures are then null (the gate names the empty branch)
-    labels["kept"] = read_edits(probe, edited[is_kept], real[is_kept], old[is_kept].reset_index(drop=True),
-                                new[is_kept].reset_index(drop=True)) if is_kept.any() else None
-    # per pair, defined wherever a finding the judge reads changed (the AUCs need both directions of a change)
-    _, share = reads_new(probe, thresholds, edited, old, new)
-    for name, rows in (("all", np.ones(len(share), dtype=bool)), ("kept", is_kept)):
-        if labels[name] is None:
-            continue
-        readable = rows & ~np.isnan(share)
-        labels[name]["changed_read"] = float(np.mean(share[readable])) if readable.any() else None
-        labels[name]["changed_read_pairs"] = int(readable.sum())
-    inversion = _inversion_psnr(pipe, cfg, manifest, by_id, root, stored, rng)
-    return {"pairs": len(manifest), "kept": int(is_kept.sum()), "init": cfg.init, "inversion_method": cfg.inversion,
-            "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta, "self_eta": cfg.self_eta,
-            "reweight": cfg.reweight, "blend_threshold": cfg.blend_threshold, "patient": patient, "labels": labels,
-            "inversion": inversion}
-
-
-def _new_labels(rewritten: str | Path, manifest: pd.DataFrame) -> pd.DataFrame:
-    """The labels of each pair's new report y', one row per manifest row."""
-    new = pd.read_parquet(rewritten).drop_duplicates(["source_pair_id", "report_new"])
-    new = new.set_index(["source_pair_id", "report_new"])
-    return new.reindex(list(zip(manifest["source_pair_id"], manifest["report"]))).reset_index(drop=True)
-
-
-def _draw(pipe: TextToImagePipeline, prompts: list[str], seeds: list[int], cfg: IntraConfig,
-          stored: int) -> np.ndarray:
-    batch = 2 * cfg.batch_size  # 2 UNet rows a prompt: the 4 x batch_size rows of an intra-generate chunk
-    out = [pipe(prompts[s:s + batch], seeds[s:s + batch], num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                height=native_height(pipe, cfg)) for s in range(0, len(prompts), batch)]
-    return resize_batch(np.concatenate(out), stored)
-
-
-def _inversion_psnr(pipe: TextToImagePipeline, cfg: IntraConfig, manifest: pd.DataFrame, by_id: pd.DataFrame,
-                    root: Path, stored: int, rng: np.random.Generator) -> dict:
-    sample = manifest.iloc[np.sort(rng.choice(len(manifest), min(cfg.check.psnr_pairs, len(manifest)), replace=False))]
-    src = by_id.loc[sample["source_pair_id"]]
-    real = np.stack([load_gray(root / rel) for rel in src["image"]])
-    reports = src["report"].tolist()
-    height = native_height(pipe, cfg)
-    out: dict = {"pairs": len(sample), "refine": cfg.inversion_refine, "method": cfg.inversion}
-    figures: dict[str, list] = {}
-    batch = 2 * cfg.batch_size  # films per call: as many UNet rows as an intra-generate chunk
-    for start_at in range(0, len(sample), batch):
-        sl = slice(start_at, start_at + batch)
-        clean = pipe.encode_image(resize_batch(real[sl], height))
-        runs = {"guidance_1": ("ddim", 1.0), "guidance_edit_ddim": ("ddim", cfg.guidance),
-                "guidance_edit": (cfg.inversion, cfg.guidance)}
-        for name, (method, g) in runs.items():
-            inv = invert(pipe, clean, reports[sl], cfg.steps, method=method, guidance=g, refine=cfg.inversion_refine,
-                         inner_steps=cfg.null_text_steps, lr=cfg.null_text_lr)
-            out["start_step"] = inv.start
-            redrawn = reconstruct(pipe, inv.latents, reports[sl], cfg.steps, g, inv.start, inv.nulls)
-            figures.setdefault(name, []).append(psnr(resize_batch(pipe.decode(redrawn), stored), real[sl]))
-    noise = _draw(pipe, reports, [seed_from("intra-psnr", pid) for pid in src.index], cfg, stored)
-    figures["fresh_noise"] = [psnr(noise, real)]
-    for name, values in figures.items():
-        out[f"psnr_{name}"] = float(np.mean(np.concatenate(values)))
-    return out
+    make = make_intra_chunk(load_pipe(generator_dir, dtype, device), cfg, stored_image_size(prepared), gen_sha, sources)
+    return run_store(store, make, ranks, "intra", out_dir, INTRA_COLUMNS, log)

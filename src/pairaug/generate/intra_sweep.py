@@ -24,14 +24,14 @@ import pandas as pd
 
 from pairaug.data.images import load_gray
 from pairaug.errors import InputError
-from pairaug.generate.intra import IntraConfig, edit_batch, native_height, real_sources
-from pairaug.generate.run import read_rewritten, stored_image_size
-from pairaug.io import read_json, seed_from
+from pairaug.generate.common import load_pipe, read_rewritten, stored_image_size
+from pairaug.generate.config import IntraConfig
+from pairaug.generate.intra import edit_batch, native_height, real_sources
+from pairaug.hashing import seed_from
+from pairaug.io import read_json
 from pairaug.launch import generation_dtype, stage_device
 from pairaug.measurement.edit_readout import fit_readout_probe, read_edits
 from pairaug.measurement.images import resize_batch
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import load_generator
 from pairaug.models.scorer import load_scorer
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,8 @@ def run_sweep(cfg: IntraConfig, seed: int, *, prepared: str | Path, rewritten_va
     new_labels = pd.read_parquet(rewritten_valid).query("status == 'ok'").reset_index(drop=True)
     films = np.stack([load_gray(p) for p in src["path"]])
     stored = stored_image_size(prepared)
-    path, _ = resolve(generator_dir)
     device = stage_device()
-    pipe = load_generator(path, dtype=generation_dtype(cfg.dtype, device), device=device)
+    pipe = load_pipe(generator_dir, generation_dtype(cfg.dtype, device), device)
     scorer = load_scorer(scorer_dir)
     probe, _ = fit_readout_probe(probe_films, reader="select")  # a tuned choice: the selecting reader
     f_real = scorer.encode_images(films)

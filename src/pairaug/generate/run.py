@@ -8,38 +8,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
-from pairaug.errors import InputError
-from pairaug.generate.inter import (
+from pairaug.generate.common import (
     MANIFEST_COLUMNS,
-    SamplingConfig,
     generator_sha,
-    make_inter_chunk,
+    load_pipe,
     plan,
-    progress_bar,
+    read_rewritten,
+    run_store,
+    stored_image_size,
 )
-from pairaug.generate.store import ChunkStore, run_chunks
-from pairaug.io import stable_hash
+from pairaug.generate.config import SamplingConfig
+from pairaug.generate.inter import make_inter_chunk
+from pairaug.generate.store import ChunkStore
+from pairaug.hashing import stable_hash
 from pairaug.launch import generation_dtype, stage_device
-from pairaug.models.checkpoints import resolve
-from pairaug.models.generator import load_generator
 from pairaug.parallel import Ranks
 
 log = logging.getLogger(__name__)
-
-
-def read_rewritten(path: str | Path) -> pd.DataFrame:
-    """The usable rows of a rewrite output: (source_pair_id, report)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("rewritten reports not found (run `dvc repro rewrite`)", file=path)
-    df = pd.read_parquet(path)
-    for col in ("source_pair_id", "report_new", "status"):
-        if col not in df.columns:
-            raise InputError(f"missing column '{col}'", file=path, field=col)
-    ok = df[df["status"] == "ok"]
-    return ok.rename(columns={"report_new": "report"})[["source_pair_id", "report"]].reset_index(drop=True)
 
 
 def branch_sources(branch: str, prepared: str | Path, rewritten_dir: str | Path) -> pd.DataFrame:
@@ -48,11 +34,6 @@ def branch_sources(branch: str, prepared: str | Path, rewritten_dir: str | Path)
         train = pairs[pairs["split"] == "train"]
         return pd.DataFrame({"source_pair_id": train["pair_id"].to_numpy(), "report": train["report"].to_numpy()})
     return read_rewritten(Path(rewritten_dir) / f"{branch}.parquet")
-
-
-def stored_image_size(prepared: str | Path) -> int:
-    pairs = read_pairs(prepared)
-    return int(load_gray(Path(prepared).parent / pairs["image"].iloc[0]).shape[0])
 
 
 def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequence[int] = (0,), *, prepared: str | Path, rewritten_dir: str | Path,
@@ -68,14 +49,5 @@ def generate_fresh(branch: str, cfg: SamplingConfig, seed: int, replicates: Sequ
     # The dtype in use shapes the pixels too (float16 on GPU): chunks of another dtype are not reused.
     key = stable_hash(items["pair_id"].tolist(), cfg.batch_size, str(dtype))
     store = ChunkStore(Path(work_root) / f"{branch}-{key}", items, cfg.batch_size)
-    path, _ = resolve(generator_dir)
-    pipe = load_generator(path, dtype=dtype, device=device)
-    make = make_inter_chunk(pipe, branch, cfg, stored_image_size(prepared), gen_sha)
-    done = len(items) - sum(len(store.chunk(k)) for k in store.todo())
-    with progress_bar(len(items), done, f"{branch}-generate") as bar:
-        made = run_chunks(store, make, ranks.rank, ranks.world, bar.update)
-    log.info("%s: generated %d pairs, %d reused from an interrupted run", branch, made, done)
-    if not ranks.is_main:
-        return None
-    store.wait_all()
-    return store.assemble(out_dir, MANIFEST_COLUMNS)
+    make = make_inter_chunk(load_pipe(generator_dir, dtype, device), branch, cfg, stored_image_size(prepared), gen_sha)
+    return run_store(store, make, ranks, branch, out_dir, MANIFEST_COLUMNS, log)

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from pairaug.data.provenance import provenance
-from pairaug.io import atomic_path, save_png, sha256_file, write_parquet
+from pairaug.hashing import file_digest
+from pairaug.io import atomic_path, save_png, write_parquet
 
 
 class ChunkStore:
@@ -54,10 +55,10 @@ class ChunkStore:
             for rel, pixels in images.items():
                 save_png(pixels, tmp / rel, text=chunks.get(rel))
             for row in rows:
-                row["image_sha256"] = sha256_file(tmp / row["image"])
+                row["image_sha256"] = file_digest(tmp / row["image"])
                 for extra in ("source_image",):
                     if row.get(extra):
-                        row[f"{extra}_sha256"] = sha256_file(tmp / row[extra])
+                        row[f"{extra}_sha256"] = file_digest(tmp / row[extra])
             write_parquet(pd.DataFrame(rows), tmp / "rows.parquet")
 
     def wait_all(self, timeout: float = 24 * 3600, poll: float = 1.0) -> None:

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import InputError
-from pairaug.io import stable_hash
+from pairaug.hashing import stable_hash
 from pairaug.measurement.images import load_split_images
 from pairaug.measurement.pixel_probe import PixelProbe, mean_auc
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from pairaug.params import Params
+
 
 @dataclass
-class ZeroShotPrompts:
+class ZeroShotPrompts(Params):
     positive: list[str] = field(default_factory=lambda: ["{}"])
     negative: list[str] = field(default_factory=lambda: ["no {}"])
 

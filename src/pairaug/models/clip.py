@@ -22,13 +22,14 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel, PreTrainedTokeniz
 
 from pairaug.errors import InputError
 from pairaug.models.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from pairaug.params import Params
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
-class ClipArch:
+class ClipArch(Params):
     """The embedded CLIP's size (ignored when a checkpoint folder is given)."""
 
     projection_dim: int = 128

@@ -11,25 +11,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from pydantic import Strict, StrictInt
 from transformers import AutoTokenizer, CLIPTextModel, PreTrainedTokenizerBase
 
 from pairaug.models.clip import check_folder
+from pairaug.params import Params
+
+
+# A YAML list of integers (strict mode alone would take only a Python tuple, which YAML cannot write).
+Ints = Annotated[tuple[StrictInt, ...], Strict(False)]
 
 
 @dataclass
-class UNetArch:
+class UNetArch(Params):
     """The embedded pixel-space UNet (ignored when generator.checkpoint names a folder)."""
 
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    block_out_channels: Ints = (32, 64, 64)
     layers_per_block: int = 1
     attention_head_dim: int = 8
     norm_num_groups: int = 8
-    cross_attention_levels: tuple[int, ...] = (2,)  # which resolution levels cross-attend to the text
+    cross_attention_levels: Ints = (2,)  # which resolution levels cross-attend to the text
 
 
 def embedded_unet(arch: UNetArch, image_size: int, cross_attention_dim: int, channels: int = 1) -> UNet2DConditionModel:

@@ -17,7 +17,7 @@ from PIL import Image
 from pairaug.data.images import load_gray
 from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS, label_states
-from pairaug.io import sha256_file
+from pairaug.hashing import file_digest
 from pairaug.measurement.edit_readout import reads_new
 from pairaug.measurement.pixel_probe import PixelProbe
 
@@ -34,7 +34,7 @@ def image_facts(path: Path) -> dict:
                    "sha256": None}
     if not facts["exists"]:
         return facts
-    facts["sha256"] = sha256_file(path)
+    facts["sha256"] = file_digest(path)
     try:
         with Image.open(path) as im:
             im.load()  # decode every pixel: a truncated file fails here, not at training time

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from pairaug.data.schema import LABELS
-from pairaug.io import atomic_path, md5_file, write_json
+from pairaug.hashing import file_digest
+from pairaug.io import atomic_path, write_json
+from pairaug.templates import render as render_template
 
 BRANCHES: tuple[str, ...] = ("inter", "intra", "image_only", "paraphrase")
 GENERATED: tuple[str, ...] = ("inter", "intra", "image_only")
@@ -181,7 +183,7 @@ def build(src: DatasheetSources, validate_info: dict, gx_result: dict) -> dict:
     prompt_info = prompts(src.rewritten, src.prompts)
     mixes = {}
     if passed:
-        mixes = {p.stem: md5_file(p) for p in sorted((src.validated / "mixes").glob("*.parquet"))}
+        mixes = {p.stem: file_digest(p, "md5") for p in sorted((src.validated / "mixes").glob("*.parquet"))}
     return {
         "title": "Synthetic chest X-ray / report pairs (PairAug)",
         "counts": counts(candidates, validated),
@@ -195,7 +197,7 @@ def build(src: DatasheetSources, validate_info: dict, gx_result: dict) -> dict:
         "quality_gate": {k: validate_info.get(k) for k in ("success", "suite", "expectations", "failed", "rows",
                                                            "failures")},
         # what each mix's manifest hashed to: pretrain logs this datasheet only with models trained on them
-        "validated": {"pairs_md5": md5_file(pairs_file) if validated is not None else None, "mixes": mixes},
+        "validated": {"pairs_md5": file_digest(pairs_file, "md5") if validated is not None else None, "mixes": mixes},
     }
 
 
@@ -217,93 +219,12 @@ def _pct(v: float | None) -> str:
 
 
 def render(sheet: dict) -> str:
-    c, t, mem, gate = sheet["counts"], sheet["thresholds"], sheet["memorisation"], sheet["quality_gate"]
-    lines = [f"# Datasheet: {sheet['title']}", "",
-             "Written by the `validate` stage from the run's outputs (src/pairaug/quality/datasheet.py); the JSON "
-             "beside it holds the same figures.", "",
-             "## 1. Motivation and composition", "",
-             "Synthetic image-report pairs that expand a scarce set of real chest X-ray / report pairs for "
-             "vision-language pretraining (PairAug). `inter`: a rewritten report with a new image drawn from it (a "
-             "new, fictitious patient); `intra`: a report rewritten as this patient's change, with the patient's film "
-             "edited to match; `image_only`: a new image drawn from the original report; `paraphrase`: the real film "
-             "with a paraphrased report. No synthetic image shows a real patient, except that an `intra` image is an "
-             "edit of its source patient's film (section 7).", "",
-             "## 2. Counts per branch", "",
-             "| branch | candidates | kept (after pruning and review) | reviewed | validated | reasons |",
-             "|---|---|---|---|---|---|"]
-    for b, e in c["branches"].items():
-        reasons = ", ".join(f"{k} {v}" for k, v in e["reasons"].items()) or "–"
-        lines.append(f"| {b} | {e['candidates']} | {e['kept']} | {e['reviewed']} | {e['validated']} | {reasons} |")
-    reviewed = sum(e["reviewed"] for e in c["branches"].values())
-    lines += ["", f"Review: {reviewed} pairs reviewed" + (f" (column `{c['review_column']}` of data/pruned/candidates."
-                                                           "parquet)" if c["review_column"] else
-                                                           " (no review recorded in data/pruned/candidates.parquet)")
-              + ".", "", "## 3. Prompts", "", "| task | backend / model | prompt hash | registry URI | rows ok | instruction |",
-              "|---|---|---|---|---|---|"]
-    for task, p in sheet["prompts"].items():
-        text = (p["text"] or "–").replace("|", "\\|")
-        lines.append(f"| {task} | {_fmt(p['backend'])} / {_fmt(p['model'])} | {_fmt(p['prompt_sha'])} | "
-                     f"{_fmt(p.get('prompt_uri') or [])} | {p['ok']} of {p['rows']} | {text} |")
-    m = sheet["models"]
-    lines += ["", "## 4. Models and fingerprints", "",
-              f"- rewriter: {_fmt(m['rewriter'])}", f"- scorer (pruning, memorisation check): `{_fmt(m['scorer_sha'])}`",
-              "", "| branch | generator fingerprint | steps | guidance | η | inversion |", "|---|---|---|---|---|---|"]
-    for b, g in m["generator"].items():
-        lines.append(f"| {b} | `{_fmt(g['generator_sha'])}` | {_fmt(g['steps'])} | {_fmt(g['guidance'])} | "
-                     f"{_fmt(g['eta'])} | {_fmt(g['inversion'])} |")
-    nc = t["near_copy"]
-    lines += ["", "## 5. Thresholds and how they were set", "",
-              "| threshold | value | how it was set |", "|---|---|---|",
-              f"| τ (S_a, inter / image_only / paraphrase) | {_fmt(t['tau']['value'])} | {_fmt(t['tau']['how'])}"
-              f"{', quantile ' + _fmt(t['tau']['quantile']) if t['tau']['quantile'] is not None else ''} |"]
-    for k in ("thr_s1", "thr_s2", "thr_s3"):
-        lines.append(f"| intra {k.removeprefix('thr_').upper()} | {_fmt(t['intra'].get(k))} | {t['intra']['how']} |")
-    lines += [f"| near-copy, pixel distance | {_fmt(nc.get('pixel'))} | {_fmt(nc.get('how'))} |",
-              f"| near-copy, embedding distance | {_fmt(nc.get('embedding'))} | the same, under the scorer |",
-              f"| near-copies allowed among kept pairs | {_pct(t['near_copy_share_bound'])} | validate's GX suite "
-              "(gx/expectations/pruned_pairs.json, column near_copy) |",
-              "", "## 6. Label prevalence, real vs synthetic", "",
-              "Share of pairs whose report states the label as present (1), real train pairs vs each branch's kept "
-              "pairs.", ""]
-    prev = sheet["label_prevalence"]
-    cols = ["real_train", *BRANCHES]
-    lines += ["| label | " + " | ".join(f"{k} ({prev['pairs'].get(k, 0)})" for k in cols) + " |",
-              "|---|" + "---|" * len(cols)]
-    for lb in prev["real_train"]:
-        lines.append(f"| {lb} | " + " | ".join(_pct(prev.get(k, {}).get(lb)) for k in cols) + " |")
-    lines += ["", "## 7. Memorisation", ""]
-    if mem.get("images") is None:
-        lines.append("The memorisation check did not run (metrics/privacy.json is missing).")
-    else:
-        ref = mem.get("reference_valid_films") or {}
-        lines += [f"{mem['near_copies']} of {mem['images']} synthetic images are near-copies of a real train film "
-                  f"({_pct(mem['near_copy_share'])}); among the {mem['kept']} kept: {mem['kept_near_copies']} "
-                  f"({_pct(mem['kept_near_copy_share'])}). Reference: {ref.get('films')} real valid films, median "
-                  f"distance to their nearest train film {_fmt((ref.get('pixel_distance') or {}).get('median'))} "
-                  f"(pixels), {_fmt((ref.get('embedding_distance') or {}).get('median'))} (embedding).", "",
-                  "| branch | images | near-copies | kept | kept near-copies | median pixel distance | median "
-                  "embedding distance |", "|---|---|---|---|---|---|---|"]
-        for b, e in (mem.get("branches") or {}).items():
-            lines.append(f"| {b} | {e['images']} | {e['near_copies']} | {e['kept']} | {e['kept_near_copies']} | "
-                         f"{_fmt(e['pixel_distance']['median'])} | {_fmt(e['embedding_distance']['median'])} |")
-        own = ((mem.get("branches") or {}).get("intra") or {}).get("own_source_film")
-        if own:
-            lines += ["", f"`intra` images are edits of their source patient's film, which the search leaves out: "
-                          f"their median distance to it is {_fmt(own['pixel_distance']['median'])} (pixels), "
-                          f"{_fmt(own['embedding_distance']['median'])} (embedding), and {own['within_thresholds']} "
-                          f"({own['kept_within_thresholds']} kept) are as close to it as a near-copy would be. Treat "
-                          "them as derived from, and identifying, that patient."]
-    lines += ["", "## 8. Quality gate", "",
-              f"Great Expectations suite `{gate.get('suite')}`: {'passed' if gate.get('success') else 'FAILED'}, "
-              f"{gate.get('expectations')} expectations on {gate.get('rows')} pairs, {gate.get('failed')} failed."]
-    lines += [f"- {f}" for f in gate.get("failures") or []]
-    lines += ["", "## 9. Distribution and provenance", "",
-              "Every generated PNG carries its provenance in PNG text chunks (synthetic, pair id, branch, source pair, "
-              "prompt hash, generator fingerprint, seed, steps, guidance, η, inversion, package version): "
-              "`pairaug inspect IMAGE` prints them, `pairaug audit` checks them against the manifest. The images derive "
-              "from real patients' reports (and, for `intra`, films): share them only where the source data's use "
-              "agreement allows.", ""]
-    return "\n".join(lines)
+    """metrics/datasheet.md from the sheet (quality/templates/datasheet.md)."""
+    return render_template("pairaug.quality", "datasheet.md", filters={"fmt": _fmt, "pct": _pct}, sheet=sheet, c=sheet["counts"], m=sheet["models"],
+                           t=sheet["thresholds"], nc=sheet["thresholds"]["near_copy"],
+                           mem=sheet["memorisation"], gate=sheet["quality_gate"], prev=sheet["label_prevalence"],
+                           cols=["real_train", *BRANCHES],
+                           reviewed=sum(e["reviewed"] for e in sheet["counts"]["branches"].values()))
 
 
 def write_datasheet(src: DatasheetSources, validate_info: dict, gx_result: dict) -> dict:

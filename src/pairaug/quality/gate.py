@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 
 from pairaug.errors import InputError, ParamError, QualityGateError
-from pairaug.params import in_range, positive
+from pairaug.params import Params, Positive, Share
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +25,17 @@ DATA_DOCS_INDEX = "uncommitted/data_docs/local_site/index.html"
 
 
 @dataclass
-class ValidateConfig:
+class ValidateConfig(Params):
     checkpoint: str = "pruned_pairs"  # gx/checkpoints/<name>.json (its validation definition names the suite)
     data_docs: bool = True  # run the checkpoint's UpdateDataDocsAction (gx/uncommitted/data_docs/)
-    examples: int = 3  # failing pair ids quoted per failed expectation in the error line
+    examples: Annotated[int, Positive] = 3  # failing pair ids quoted per failed expectation in the error line
     # The suite's parameters ({"$PARAMETER": name} in gx/expectations): the change_read that at least half
     # of the kept intra pairs reach (the share of their changed findings a pixel probe reads in x' as y' has them)
-    min_change_read: float = 0.3
+    min_change_read: Annotated[float, Share] = 0.3
 
-    def validate(self, prefix: str) -> None:
-        positive(prefix, examples=self.examples)
-        in_range(prefix, "min_change_read", self.min_change_read, 0.0, 1.0)
+    def rules(self) -> None:
         if not self.checkpoint:
-            raise ParamError(f"{prefix}.checkpoint", "must name a checkpoint in gx/checkpoints/")
+            raise ParamError("checkpoint", "must name a checkpoint in gx/checkpoints/")
 
 
 def run_suite(frame: pd.DataFrame, gx_root: str | Path, cfg: ValidateConfig,

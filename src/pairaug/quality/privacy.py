@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ from pairaug.io import atomic_path, write_parquet
 from pairaug.measurement.images import resize_batch
 from pairaug.models.checkpoints import folder_sha
 from pairaug.models.scorer import Scorer
-from pairaug.params import in_range, positive
+from pairaug.params import Params, Positive, Share
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,12 @@ COLUMNS: tuple[str, ...] = ("pair_id", "branch", "source_pair_id", "image", "kep
 
 
 @dataclass
-class PrivacyConfig:
+class PrivacyConfig(Params):
     # Near-copy thresholds: this quantile of the real valid films' nearest-train distances (per space).
-    quantile: float = 0.01
-    pixel_size: int = 32  # films compared at this size (the phantom's own; 64 suits 512 px RoentGen images)
-    batch_size: int = 512  # images per scorer call, and query rows per similarity block
-
-    def validate(self, prefix: str) -> None:
-        in_range(prefix, "quantile", self.quantile, 0.0, 1.0)
-        positive(prefix, pixel_size=self.pixel_size, batch_size=self.batch_size)
+    quantile: Annotated[float, Share] = 0.01
+    # films compared at this size (the phantom's own; 64 suits 512 px RoentGen images)
+    pixel_size: Annotated[int, Positive] = 32
+    batch_size: Annotated[int, Positive] = 512  # images per scorer call, and query rows per similarity block
 
 
 # ------------------------------------------------------------------------------------------- spaces

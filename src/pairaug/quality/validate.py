@@ -12,7 +12,8 @@ import pandas as pd
 from pairaug.data.mixes import CONTROL_BRANCHES, REAL_DUP_MATCHES, pool_real_pairs, real_dup_pairs
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
-from pairaug.io import atomic_path, sha256_file, write_json, write_parquet
+from pairaug.hashing import file_digest
+from pairaug.io import atomic_path, write_json, write_parquet
 from pairaug.measurement.edit_readout import fit_readout_probe
 from pairaug.measurement.pixel_probe import PixelProbe
 from pairaug.quality.checks import derive_checks
@@ -88,7 +89,7 @@ def control_rows(mixes: dict[str, list[str]], pairs: pd.DataFrame, prepared: Pat
 def _rebase(rows: pd.DataFrame, root: Path, out_dir: Path) -> pd.DataFrame:
     """Image paths relative to `root` → relative to `out_dir`, with each file's sha256 (as synthetic rows have)."""
     files = [root / rel for rel in rows["image"]]
-    shas = {f: sha256_file(f) for f in sorted(set(files))}
+    shas = {f: file_digest(f) for f in sorted(set(files))}
     return rows.assign(image=[Path(os.path.relpath(f, out_dir)).as_posix() for f in files],
                        image_sha256=[shas[f] for f in files])
 

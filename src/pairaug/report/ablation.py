@@ -39,14 +39,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from annotated_types import Gt, Lt
 
 from pairaug.data.schema import COMPETITION_LABELS
-from pairaug.errors import InputError, ParamError
+from pairaug.errors import InputError
 from pairaug.measurement.scores import ZEROSHOT_KIND, kind_order, read_scores
-from pairaug.params import positive
+from pairaug.params import Params, Positive
 from pairaug.report.stats import (
     bootstrap_p,
     holm,
@@ -58,6 +60,7 @@ from pairaug.report.stats import (
     verdict,
     weighted_auc,
 )
+from pairaug.templates import render
 
 PAIRAUG = "pairaug"
 COVERAGE = ("each CI resamples, together, the replicates (each one a rerun of everything the method draws — "
@@ -67,18 +70,13 @@ COVERAGE = ("each CI resamples, together, the replicates (each one a rerun of ev
 
 
 @dataclass
-class ReportConfig:
-    tsne_per_set: int = 300  # points per set (real, inter, intra) in the t-SNE
-    gallery_pairs: int = 24  # pairs per branch in each gallery
-    bootstrap_resamples: int = 1000  # resamples of the test patients behind every CI and p-value
-    ci: float = 0.95  # coverage of the CIs; verdicts need Holm p < 1 - ci
+class ReportConfig(Params):
+    tsne_per_set: Annotated[int, Positive] = 300  # points per set (real, inter, intra) in the t-SNE
+    gallery_pairs: Annotated[int, Positive] = 24  # pairs per branch in each gallery
+    # resamples of the test patients behind every CI and p-value
+    bootstrap_resamples: Annotated[int, Positive] = 1000
+    ci: Annotated[float, Gt(0), Lt(1)] = 0.95  # coverage of the CIs; verdicts need Holm p < 1 - ci
     reference_mixes: list[str] = field(default_factory=lambda: ["pool_real"])  # reported, never compared
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, tsne_per_set=self.tsne_per_set, gallery_pairs=self.gallery_pairs,
-                 bootstrap_resamples=self.bootstrap_resamples)
-        if not 0 < self.ci < 1:
-            raise ParamError(f"{prefix}.ci", f"must be strictly between 0 and 1, got {self.ci!r}")
 
 
 @dataclass
@@ -268,40 +266,22 @@ SHORT = {"Atelectasis": "Atel.", "Cardiomegaly": "Cardio.", "Consolidation": "Co
 
 
 def ablation_markdown(report: dict, cfg: ReportConfig, missing: list[str]) -> str:
-    table, rows = report["table"], report["verdicts"]
+    """metrics/ablation.md (report/templates/ablation.md): the table, then PairAug against each baseline."""
+    table = report["table"]
     kinds = sorted({k for row in table.values() for k in row if k not in ("role", "seeds")}, key=kind_order)
     probes = [k for k in kinds if k != ZEROSHOT_KIND]
-    reps = sorted({len(row["seeds"]) for row in table.values()})
-    pct = f"{cfg.ci * 100:g}%"
-    lines = [f"AUC on the test split ({report['test_images']} images, {report['test_patients']} patients), the "
-             f"mean over {'/'.join(map(str, reps)) or 0} replicates per mix, with {pct} CIs from "
-             f"{cfg.bootstrap_resamples} two-level bootstrap resamples; zero-shot per label, and the mean over the "
-             "five CheXpert competition labels for zero-shot and each linear-probe train fraction.", "",
-             f"What the interval covers: {COVERAGE}.", "",
-             "| mix | zero-shot mean AUC | replicate sd | " + " | ".join(SHORT[lb] for lb in COMPETITION_LABELS) + " | "
-             + " | ".join(probes) + " |",
-             "|" + "---|" * (3 + len(COMPETITION_LABELS) + len(probes))]
+    mixes = []
     for mix, row in table.items():
         zs = row.get(ZEROSHOT_KIND, {"mean": None, "labels": {}})
         sd = zs["mean"]["replicate_sd"] if zs["mean"] and zs["mean"]["replicate_sd"] is not None else None
         name = f"`{mix}`" + (" (reference)" if row["role"] == "reference" else "")
-        cells = [name, _cell(zs["mean"]), "–" if sd is None else f"{sd:.3f}",
-                 *[_cell(zs["labels"].get(lb)) for lb in COMPETITION_LABELS],
-                 *[_cell(row.get(k, {}).get("mean")) for k in probes]]
-        lines.append("| " + " | ".join(cells) + " |")
-    if missing:
-        lines += ["", "Not evaluated (no scores): " + ", ".join(f"`{m}`" for m in missing) + "."]
-    if rows:
-        lines += ["", f"PairAug against each baseline (mean AUC over the competition labels; paired difference on "
-                  f"the same resamples of replicates and patients, {pct} CI, two-sided bootstrap p, Holm-corrected over the baselines of "
-                  f"each measure; \"beats\" / \"loses to\" when the CI excludes 0 and Holm p < "
-                  f"{1 - cfg.ci:.2g}):", "",
-                  f"| measure | baseline | Δ AUC | {pct} CI | p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
-        for v in rows:
-            interval = f"[{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" if v["ci"] else "–"
-            lines.append(f"| {v['measure']} | `{v['baseline']}` | {v['delta']:+.3f} | {interval} | {_p(v['p_value'])} "
-                         f"| {_p(v['p_holm'])} | PairAug {v['verdict']} |")
-    return "\n".join(lines) + "\n"
+        mixes.append([name, _cell(zs["mean"]), "–" if sd is None else f"{sd:.3f}",
+                      *[_cell(zs["labels"].get(lb)) for lb in COMPETITION_LABELS],
+                      *[_cell(row.get(k, {}).get("mean")) for k in probes]])
+    return render("pairaug.report", "ablation.md", filters={"p": _p, "num": format}, report=report, cfg=cfg,
+                  reps=sorted({len(row["seeds"]) for row in table.values()}), pct=f"{cfg.ci * 100:g}%",
+                  coverage=COVERAGE, labels=[SHORT[lb] for lb in COMPETITION_LABELS], probes=probes, mixes=mixes,
+                  missing=missing, verdicts=report["verdicts"])
 
 
 def write_report(mixes: list[str], cfg: ReportConfig, seed: int, eval_dir: str | Path, out_md: str | Path,

@@ -9,7 +9,7 @@ DEFAULT_SIZES = [25, 50, 100, 200]  # the measured curve (docs/results.md); 3 re
 
 
 def _cmd_curve(args: argparse.Namespace) -> None:
-    from pairaug.io import repo_root
+    from pairaug.paths import repo_root
     from pairaug.report.scarcity import collect, run_experiment, write_curve
 
     root = repo_root()
@@ -38,9 +38,9 @@ def _cmd_replicate(args: argparse.Namespace) -> None:
     import json
 
     from pairaug.errors import InputError
-    from pairaug.io import repo_root
     from pairaug.layout import ABLATION_JSON
     from pairaug.params import load_params, replicates
+    from pairaug.paths import repo_root
     from pairaug.report.experiments import read_experiment_json, run_temp_experiment
     from pairaug.report.replication import compare, write_replication
 

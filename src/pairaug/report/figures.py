@@ -8,7 +8,6 @@ the quickest way for a radiologist to judge what the pipeline made.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image
 from pairaug.data.images import load_gray
 from pairaug.io import atomic_path
 from pairaug.models.scorer import Scorer
+from pairaug.templates import render
 
 SET_COLORS = {"real": "#1f77b4", "inter": "#d62728", "intra": "#2ca02c", "image_only": "#9467bd", "paraphrase": "#ff7f0e"}
 
@@ -83,30 +83,15 @@ def gallery_html(branch: str, candidates: pd.DataFrame, pruned_dir: Path, real_i
     n_drop = min(len(dropped), max(n // 4, n - len(kept)))
     sample = pd.concat([kept.sample(n=min(len(kept), n - n_drop), random_state=seed),
                         dropped.sample(n=n_drop, random_state=seed)]).sort_values("pair_id")
-    cells = []
-    for _, r in sample.iterrows():
-        src_img = _png_data_uri(load_gray(real_images[r["source_pair_id"]]))
-        syn_img = _png_data_uri(load_gray(pruned_dir / r["image"]))
-        extra = ""
-        if source_branch_images and r["pair_id"] in source_branch_images:
-            extra = (f'<figure><img src="{_png_data_uri(load_gray(source_branch_images[r["pair_id"]]))}">'
-                     "<figcaption>source branch (same noise, original report)</figcaption></figure>")
-        status = "kept" if r["kept"] else f"pruned: {html.escape(str(r.get('reason', '')))}"
-        cells.append(
-            f'<tr class="{"kept" if r["kept"] else "pruned"}"><td><figure><img src="{src_img}"><figcaption>real source</figcaption>'
-            f'</figure></td><td class="report">{html.escape(str(r["source_report"]))}</td>'
-            f'<td>{extra}<figure><img src="{syn_img}"><figcaption>{branch}</figcaption></figure></td>'
-            f'<td class="report">{html.escape(str(r["report"]))}</td>'
-            f"<td><b>{status}</b><br>{_scores_text(r)}<br><code>{r['pair_id']}</code></td></tr>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>pairaug gallery: {branch}</title>
-<style>body{{font-family:sans-serif;margin:1em}} td{{vertical-align:top;padding:6px;border-bottom:1px solid #ddd}}
-td.report{{max-width:22em;font-size:0.9em}} img{{image-rendering:pixelated}} figure{{margin:0 4px;display:inline-block}}
-figcaption{{font-size:0.75em;color:#555}} tr.pruned{{background:#fff3f3}} tr.kept{{background:#f3fff3}}</style></head>
-<body><h1>{branch}: {len(rows)} candidates, {int(rows['kept'].sum())} kept</h1>
-<p>Each row: the real source pair, the synthetic pair made from it, the pruning scores and decision
-(a sample of kept and pruned pairs).</p><table>
-<tr><th>source image</th><th>source report</th><th>synthetic image</th><th>new report</th><th>scores</th></tr>
-{''.join(cells)}</table></body></html>"""
+    shown = [{"kept": r["kept"], "source_image": _png_data_uri(load_gray(real_images[r["source_pair_id"]])),
+              "image": _png_data_uri(load_gray(pruned_dir / r["image"])),
+              "source_branch_image": _png_data_uri(load_gray(source_branch_images[r["pair_id"]]))
+              if source_branch_images and r["pair_id"] in source_branch_images else None,
+              "source_report": str(r["source_report"]), "report": str(r["report"]),
+              "reason": str(r.get("reason", "")), "scores": _scores_text(r), "pair_id": r["pair_id"]}
+             for _, r in sample.iterrows()]
+    page = render("pairaug.report", "gallery.html", branch=branch, total=len(rows), kept=int(rows["kept"].sum()),
+                  rows=shown)
     with atomic_path(out) as tmp:
         tmp.write_text(page)
     return len(sample)

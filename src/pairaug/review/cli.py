@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 
 from pairaug.errors import InputError
-from pairaug.io import repo_root
 from pairaug.net import is_loopback
+from pairaug.paths import repo_root
 
 _DESCRIPTION = ("Page through the synthetic pairs of the workspace (source film and report beside the synthetic "
                 "pair, scores, prune's decision, per-pair facts) and record accept / reject / flag in "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pairaug.errors import InputError
-from pairaug.io import stable_hash
+from pairaug.hashing import stable_hash
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -26,13 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_rewrite(args: argparse.Namespace) -> None:
+    from pairaug.console import clean_arg, read_stdin_text
     from pairaug.errors import InputError, PairaugError
-    from pairaug.io import clean_arg, read_stdin_text
     from pairaug.params import load_params, section
     from pairaug.rewrite.config import RewriteConfig
+    from pairaug.rewrite.preview import preview
     from pairaug.rewrite.prompts import is_registry_uri
     from pairaug.rewrite.registry import RegistryTarget
-    from pairaug.rewrite.run import preview
 
     params = load_params(args.params)
     if args.backend:

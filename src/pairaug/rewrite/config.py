@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Interval, MinLen
 
 from pairaug.errors import ParamError
-from pairaug.params import in_range, positive
+from pairaug.params import NonNegative, Params, Positive, Share
 from pairaug.rewrite.prompts import TASKS, Task
 
 Backend = Literal["rules", "openai", "azure"]
@@ -15,48 +17,60 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass
-class PromptsConfig:
+class PromptsConfig(Params):
     """Instruction overrides; null keeps the default text (see pairaug.rewrite.prompts)."""
 
     inter: str | None = None
     intra: str | None = None
     paraphrase: str | None = None
 
+    def rules(self) -> None:
+        for task in TASKS:
+            text = getattr(self, task)
+            if text is not None and not text.strip():
+                raise ParamError(task, "is empty (use null for the default prompt)")
+
 
 @dataclass
-class OpenAIConfig:
+class OpenAIConfig(Params):
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-3.5-turbo"
     api_key_env: str = "OPENAI_API_KEY"  # the NAME of the environment variable holding the key
 
+    def rules(self) -> None:
+        _check_env_name("api_key_env", self.api_key_env)
+
 
 @dataclass
-class AzureConfig:
+class AzureConfig(Params):
     endpoint: str = ""  # https://<resource>.openai.azure.com
     deployment: str = ""
     api_version: str = "2024-10-21"
     api_key_env: str = "AZURE_OPENAI_API_KEY"
 
-
-@dataclass
-class SamplingConfig:
-    temperature: float = 0.5
-    max_tokens: int = 300
-    top_p: float = 1.0
+    def rules(self) -> None:
+        _check_env_name("api_key_env", self.api_key_env)
 
 
 @dataclass
-class PriceConfig:
+class SamplingConfig(Params):
+    temperature: Annotated[float, Interval(ge=0.0, le=2.0)] = 0.5
+    max_tokens: Annotated[int, Positive] = 300
+    top_p: Annotated[float, Share] = 1.0
+
+
+@dataclass
+class PriceConfig(Params):
     """USD per 1,000 tokens, for the cost estimate in metrics/rewrite.json."""
 
-    prompt_per_1k: float = 0.0005
-    completion_per_1k: float = 0.0015
+    prompt_per_1k: Annotated[float, NonNegative] = 0.0005
+    completion_per_1k: Annotated[float, NonNegative] = 0.0015
 
 
 @dataclass
-class RewriteConfig:
+class RewriteConfig(Params):
     backend: Backend = "rules"
-    tasks: list[Task] = field(default_factory=lambda: list(TASKS))
+    tasks: Annotated[list[Task], MinLen(1)] = field(default_factory=lambda: list(TASKS))
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     azure: AzureConfig = field(default_factory=AzureConfig)
@@ -64,62 +78,34 @@ class RewriteConfig:
     price: PriceConfig = field(default_factory=PriceConfig)
     allow_external: bool = False
     private_hosts: list[str] = field(default_factory=list)
-    max_words: int = 50
-    min_words: int = 8
-    limit: int | None = None  # rewrite only the first N train reports (quick, cheap trials)
+    max_words: Annotated[int, Positive] = 50
+    min_words: Annotated[int, NonNegative] = 8
+    limit: Annotated[int, Positive] | None = None  # rewrite only the first N train reports (quick, cheap trials)
     # IntraAug rewrites of this many valid reports (a seeded sample): the edits intra-sweep chooses the
     # edit settings on, so no tuned choice sees a train or test film (0: none, intra-sweep then fails)
-    valid_reports: int = 32
-    concurrency: int = 8
-    timeout_s: float = 60.0
-    max_retries: int = 5
-    backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-    abort_after_failures: int = 20
-    max_failed_fraction: float = 0.01
+    valid_reports: Annotated[int, NonNegative] = 32
+    concurrency: Annotated[int, Positive] = 8
+    timeout_s: Annotated[float, Positive] = 60.0
+    max_retries: Annotated[int, NonNegative] = 5
+    backoff_s: Annotated[float, NonNegative] = 1.0
+    max_backoff_s: Annotated[float, Positive] = 60.0
+    abort_after_failures: Annotated[int, Positive] = 20
+    max_failed_fraction: Annotated[float, Share] = 0.01
     # The least share of the source the rules backend must keep (metrics/rewrite.json: retention_mean
     # per task); below it the stage fails naming the reports. LLM rewrites are measured, not held to it.
-    min_retention: float = 0.8
+    min_retention: Annotated[float, Share] = 0.8
     retry_failed: bool = False
     cache_path: str = ".cache/rewrite.sqlite"
 
-    def validate(self, prefix: str) -> None:
-        positive(prefix, max_words=self.max_words, concurrency=self.concurrency, timeout_s=self.timeout_s,
-                 abort_after_failures=self.abort_after_failures, max_backoff_s=self.max_backoff_s)
-        if self.min_words < 0:
-            raise ParamError(f"{prefix}.min_words", f"must be >= 0, got {self.min_words}")
-        if self.max_retries < 0:
-            raise ParamError(f"{prefix}.max_retries", f"must be >= 0, got {self.max_retries}")
-        if self.backoff_s < 0:
-            raise ParamError(f"{prefix}.backoff_s", f"must be >= 0, got {self.backoff_s}")
-        if self.valid_reports < 0:
-            raise ParamError(f"{prefix}.valid_reports", f"must be >= 0, got {self.valid_reports}")
-        if self.limit is not None and self.limit <= 0:
-            raise ParamError(f"{prefix}.limit", f"must be > 0 or null, got {self.limit}")
-        if not self.tasks:
-            raise ParamError(f"{prefix}.tasks", "must name at least one task")
+    def rules(self) -> None:
         if len(set(self.tasks)) != len(self.tasks):
-            raise ParamError(f"{prefix}.tasks", f"duplicate task in {self.tasks}")
-        in_range(prefix, "max_failed_fraction", self.max_failed_fraction, 0.0, 1.0)
-        in_range(prefix, "min_retention", self.min_retention, 0.0, 1.0)
-        in_range(f"{prefix}.sampling", "temperature", self.sampling.temperature, 0.0, 2.0)
-        in_range(f"{prefix}.sampling", "top_p", self.sampling.top_p, 0.0, 1.0)
-        positive(f"{prefix}.sampling", max_tokens=self.sampling.max_tokens)
-        for name in ("prompt_per_1k", "completion_per_1k"):
-            if getattr(self.price, name) < 0:
-                raise ParamError(f"{prefix}.price.{name}", "must be >= 0")
-        for task in TASKS:
-            text = getattr(self.prompts, task)
-            if text is not None and not text.strip():
-                raise ParamError(f"{prefix}.prompts.{task}", "is empty (use null for the default prompt)")
-        for section in ("openai", "azure"):
-            _check_env_name(f"{prefix}.{section}.api_key_env", getattr(self, section).api_key_env)
+            raise ParamError("tasks", f"duplicate task in {self.tasks}")
         if self.backend == "openai" and not self.openai.model:
-            raise ParamError(f"{prefix}.openai.model", "is empty")
+            raise ParamError("openai.model", "is empty")
         if self.backend == "azure":
             for name in ("endpoint", "deployment", "api_version"):
                 if not getattr(self.azure, name):
-                    raise ParamError(f"{prefix}.azure.{name}", "is empty (needed by backend: azure)")
+                    raise ParamError(f"azure.{name}", "is empty (needed by backend: azure)")
 
     def prompt_overrides(self) -> dict[str, str | None]:
         return {task: getattr(self.prompts, task) for task in TASKS}

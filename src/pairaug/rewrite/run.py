@@ -18,34 +18,41 @@ request is a trace where the store may hold reports (pairaug.rewrite.traces).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pairaug.data import labeler
 from pairaug.data.labeler import label_report
 from pairaug.data.report_text import normalize_text
 from pairaug.data.schema import LABELS, read_pairs
 from pairaug.errors import PairaugError
-from pairaug.io import atomic_path, repo_root, seed_from, stable_hash, write_json, write_parquet
+from pairaug.hashing import seed_from
+from pairaug.io import atomic_path, write_json, write_parquet
+from pairaug.paths import repo_root
+from pairaug.rewrite.accounting import (
+    TaskStats,
+    build_metrics,
+    check_retention,
+    label_change_stats,
+    label_many,
+)
 from pairaug.rewrite.cache import CachedAnswer, ResponseCache, cache_key
 from pairaug.rewrite.config import RewriteConfig
 from pairaug.rewrite.llm import Answer, ChatBackend
 from pairaug.rewrite.prompts import Prompt, get_prompt, is_registry_uri
 from pairaug.rewrite.registry import RegistryTarget, load_registered, register_prompts, resolve_prompts
-from pairaug.rewrite.retention import Retention, compare, summarise
+from pairaug.rewrite.retention import compare
 from pairaug.rewrite.rules import RulesRewriter
 from pairaug.rewrite.traces import Tracer, flush, tracer_for
+from pairaug.rewrite.words import count_words, limit_words
 
 log = logging.getLogger("pairaug.rewrite")
 
@@ -53,148 +60,12 @@ COLUMNS: tuple[str, ...] = (
     "source_pair_id", "task", "report_new", *LABELS, "backend", "model", "prompt_sha", "prompt_uri", "cache_key",
     "prompt_tokens", "completion_tokens", "status", "reason", "truncated",
 )
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
-_LIST_NUMBER = re.compile(r"^\d{1,2}[.)]$")  # "2.": a list item's number, not the end of a sentence
-_HEADER_WORD = re.compile(r"^[A-Z][A-Z ]*:$")
-_STATUS_NAME = {1: "pos", 0: "neg", -1: "unc", None: "none"}
-
-
-# ---------------------------------------------------------------- text helpers
-
-
-def count_words(text: str) -> int:
-    return len(text.split())
-
-
-def limit_words(text: str, max_words: int) -> tuple[str, bool]:
-    """`text` cut to at most `max_words` words at the last sentence end (else mid-sentence); cut or not."""
-    words = text.split()
-    if len(words) <= max_words:
-        return text, False
-    ends = [i + 1 for i, w in enumerate(words[:max_words]) if _SENTENCE_END.search(w) and not _LIST_NUMBER.match(w)]
-    kept = words[: ends[-1]] if ends else words[:max_words]
-    # Never end on a list number or a section header whose item or text was cut ("IMPRESSION: 2.").
-    while kept and (_LIST_NUMBER.match(kept[-1]) or _HEADER_WORD.match(kept[-1])):
-        kept.pop()
-    if ends and kept:
-        return " ".join(kept), True
-    return " ".join(kept).rstrip(",;:") + ".", True
 
 
 def cache_path(cfg: RewriteConfig) -> Path:
     """The cache file; relative paths are taken from the repository root (DVC_ROOT under `dvc exp run`)."""
     p = Path(cfg.cache_path).expanduser()
     return p if p.is_absolute() else repo_root() / p
-
-
-def preview_cache_path(cfg: RewriteConfig) -> Path | None:
-    """The cache a preview uses: None outside a repository when the path is relative (no stray .cache/)."""
-    p = Path(cfg.cache_path).expanduser()
-    if p.is_absolute():
-        return p
-    root = repo_root()
-    return root / p if (root / "dvc.yaml").exists() else None
-
-
-_LABELER_SHA: str | None = None
-
-
-def labeler_version() -> str:
-    """A hash of the labeler's source: memoised labels are reused only while the labeler is unchanged."""
-    global _LABELER_SHA
-    if _LABELER_SHA is None:
-        _LABELER_SHA = hashlib.sha256(Path(labeler.__file__).read_bytes()).hexdigest()[:12]
-    return _LABELER_SHA
-
-
-def label_many(texts: list[str], cache: ResponseCache | None) -> dict[str, dict[str, int | None]]:
-    """Labeler output for each distinct text, memoised in the cache when there is one."""
-    distinct = list(dict.fromkeys(texts))
-    if cache is None:
-        return {t: label_report(t) for t in distinct}
-    version = labeler_version()
-    keys = {t: stable_hash("labels", version, t, length=32) for t in distinct}
-    known = cache.get_labels(keys.values())
-    out: dict[str, dict[str, int | None]] = {}
-    fresh: dict[str, dict[str, int | None]] = {}
-    for t, k in keys.items():
-        if k in known:
-            out[t] = known[k]
-        else:
-            out[t] = fresh[k] = label_report(t)
-    cache.put_labels(fresh)
-    return out
-
-
-# ---------------------------------------------------------------- accounting
-
-
-@dataclass
-class TaskStats:
-    task: str
-    rows: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped_short: int = 0
-    skipped_long: int = 0  # rules backend: what the rewrite must keep does not fit in max_words
-    unchanged: int = 0  # answers identical to their source report (case and spacing aside)
-    truncated: int = 0
-    requests: int = 0
-    retries: int = 0
-    cache_hits: int = 0
-    deduplicated: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    long_reasons: Counter = field(default_factory=Counter)
-    labels: dict = field(default_factory=dict)
-    retention: list[tuple[str, Retention]] = field(default_factory=list)  # per ok row, judged sentence by sentence
-
-    def cost(self, cfg: RewriteConfig) -> float:
-        return (self.prompt_tokens * cfg.price.prompt_per_1k + self.completion_tokens * cfg.price.completion_per_1k) / 1000
-
-    def as_dict(self, cfg: RewriteConfig) -> dict:
-        out = {
-            "rows": self.rows, "ok": self.ok, "failed": self.failed, "skipped_short": self.skipped_short,
-            "skipped_long": self.skipped_long, "skipped_long_reasons": dict(self.long_reasons.most_common(5)),
-            "unchanged": self.unchanged,
-            "truncated": self.truncated, "requests": self.requests, "retries": self.retries,
-            "cache_hits": self.cache_hits, "deduplicated": self.deduplicated,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "tokens": self.prompt_tokens + self.completion_tokens, "estimated_cost_usd": round(self.cost(cfg), 6),
-            "failure_reasons": dict(self.reasons.most_common(5)), "labels": self.labels,
-        }
-        summary = summarise(self.retention)
-        out["intent_match_share"] = summary["intent_share"]
-        out["retention"] = summary
-        return out
-
-
-def _share(a: int, b: int) -> float:
-    return round(a / b, 4) if b else 0.0
-
-
-def label_change_stats(source: list[dict], new: list[dict]) -> dict:
-    """How the labels of the new reports differ from their sources' (labeler on both)."""
-    n = len(new)
-    changed = kept = total_changes = 0
-    per_label: Counter = Counter()
-    transitions: Counter = Counter()
-    for src, dst in zip(source, new):
-        diff = [lab for lab in LABELS if lab != "No Finding" and src[lab] != dst[lab]]
-        total_changes += len(diff)
-        if diff or src["No Finding"] != dst["No Finding"]:
-            changed += 1
-        else:
-            kept += 1
-        for lab in diff:
-            per_label[lab] += 1
-            transitions[f"{_STATUS_NAME[src[lab]]}->{_STATUS_NAME[dst[lab]]}"] += 1
-    return {
-        "compared": n, "changed_share": _share(changed, n), "kept_share": _share(kept, n),
-        "mean_labels_changed": round(total_changes / n, 4) if n else 0.0,
-        "per_label_changes": dict(sorted(per_label.items())), "transitions": dict(sorted(transitions.items())),
-    }
 
 
 # ---------------------------------------------------------------- backends
@@ -493,106 +364,3 @@ def run_rewrite(cfg: RewriteConfig, seed: int, pairs_path: str | Path, out_dir: 
             f"{cfg.max_failed_fraction}): {top}. Outputs list each failure with its reason in {out_dir}; answers "
             f"received are cached, so a rerun requests only the missing reports.")
     return metrics
-
-
-def check_retention(cfg: RewriteConfig, task_stats: dict[str, TaskStats]) -> None:
-    """Fail when the rules rewriter kept less of the source reports than `rewrite.min_retention`."""
-    low = []
-    for task, s in task_stats.items():
-        scores = [(pid, r.retention) for pid, r in s.retention if r.retention is not None]
-        if not scores:
-            continue
-        mean = sum(x for _, x in scores) / len(scores)
-        if mean < cfg.min_retention:
-            worst = sorted((x, pid) for pid, x in scores if x < cfg.min_retention)
-            names = ", ".join(f"{pid} ({x:.2f})" for x, pid in worst[:5]) + (f" and {len(worst) - 5} more"
-                                                                           if len(worst) > 5 else "")
-            low.append(f"{task}: mean retention {mean:.3f} < rewrite.min_retention = {cfg.min_retention}; "
-                       f"lowest reports: {names}")
-    if low:
-        raise PairaugError(
-            "rewrite: the rules backend kept too little of the source reports (" + "; ".join(low) + "). It edits "
-            "the sentences it can parse and keeps the rest; these reports are worded in ways it cannot edit "
-            "cleanly. Real data deserves an LLM backend (rewrite.backend: openai or azure, see docs/rewrite.md, "
-            "'Which backend'); lower rewrite.min_retention only to accept these rewrites as they are.")
-
-
-def build_metrics(cfg: RewriteConfig, backend: object, task_stats: dict[str, TaskStats],
-                  prompts: dict[str, Prompt] | None = None) -> dict:
-    tasks = {t: s.as_dict(cfg) for t, s in task_stats.items()}
-    total = lambda name: sum(t[name] for t in tasks.values())  # noqa: E731
-    return {
-        "backend": getattr(backend, "name", cfg.backend),
-        "model": getattr(backend, "model", ""),
-        "rows": total("rows"),
-        "ok": total("ok"),
-        "failures": total("failed"),
-        "skipped_short": total("skipped_short"),
-        "skipped_long": total("skipped_long"),
-        "unchanged": total("unchanged"),
-        "truncated": total("truncated"),
-        "requests": total("requests"),
-        "retries": total("retries"),
-        "cache_hits": total("cache_hits"),
-        "prompt_tokens": total("prompt_tokens"),
-        "completion_tokens": total("completion_tokens"),
-        "tokens": total("tokens"),
-        "estimated_cost_usd": round(sum(s.cost(cfg) for s in task_stats.values()), 6),
-        "price_per_1k": {"prompt": cfg.price.prompt_per_1k, "completion": cfg.price.completion_per_1k},
-        "tasks": tasks,
-        # each task's instruction: its hash, and its version in MLflow's Prompt Registry (null: tracking off)
-        "prompts": {t: {"sha": p.sha, "uri": p.uri} for t, p in (prompts or {}).items()},
-    }
-
-
-# ---------------------------------------------------------------- one report (CLI preview)
-
-
-def preview(cfg: RewriteConfig, seed: int, task: str, report: str, *, use_cache: bool = True,
-            registry: RegistryTarget | None = None) -> dict:
-    """Rewrite one report with the configured backend, as the stage would; nothing is written but the cache
-    (`registry`: the store a `prompts:/` URI in params is loaded from; nothing is registered or traced)."""
-    prompt = resolve_prompts([task], cfg.prompt_overrides(), registry)[task]
-    backend = make_backend(cfg, seed)
-    source_labels = label_report(report)
-    out = {"task": task, "backend": backend.name, "model": backend.model, "prompt_sha": prompt.sha,
-           "prompt_uri": prompt.uri,
-           "source_labels": source_labels, "from_cache": False, "truncated": False, "reason": None}
-    if isinstance(backend, RulesRewriter):
-        pair_id = stable_hash("preview", report)
-        out["cache_key"] = cache_key("rules", backend.model, task, prompt.sha, {"seed": seed, "source": pair_id}, report)
-        answer = backend.rewrite(task, report, pair_id)
-        text = answer.text if answer.too_long is None else None
-        status, reason = ("ok", None) if answer.too_long is None else ("skipped_long", answer.too_long)
-    else:
-        key = cache_key(backend.name, backend.model, task, prompt.sha, backend.sampling(), report)
-        out["cache_key"] = key
-        path = preview_cache_path(cfg) if use_cache else None
-        out["cache"] = str(path) if path is not None else None
-        cache = ResponseCache(path) if path is not None else None
-        try:
-            hit = cache.get(key) if cache is not None else None
-            if hit is not None and (hit.status == "ok" or not cfg.retry_failed):
-                out["from_cache"] = True
-                status, text, reason = hit.status, hit.text, hit.reason
-            else:
-                ans = backend.rewrite(prompt.text, report)
-                status, text, reason = ans.status, ans.text, ans.reason
-                if cache is not None and (ans.status == "ok" or ans.final):
-                    cache.put(key, CachedAnswer(ans.status, ans.text, ans.reason, ans.prompt_tokens,
-                                                ans.completion_tokens),
-                              backend=backend.name, model=backend.model, prompt_sha=prompt.sha)
-        finally:
-            if cache is not None:
-                cache.close()
-            backend.close()
-    out["status"] = status
-    out["reason"] = reason
-    if status == "ok" and text is not None:
-        text, out["truncated"] = limit_words(text, cfg.max_words)
-        out["report_new"] = text
-        out["labels"] = label_report(text)
-    else:
-        out["report_new"] = None
-        out["labels"] = None
-    return out

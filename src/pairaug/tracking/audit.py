@@ -32,8 +32,9 @@ import pandas as pd
 from pairaug.data.decisions import read_decisions
 from pairaug.data.provenance import mismatches, read_provenance
 from pairaug.errors import InputError
-from pairaug.io import md5_file, repo_root, sha256_file
+from pairaug.hashing import file_digest
 from pairaug.layout import DECISIONS
+from pairaug.paths import repo_root
 from pairaug.tracking.lineage import (
     REAL_MANIFEST,
     DvcCache,
@@ -161,7 +162,7 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
         inputs.update(decisions_input(lock, root))
     validated = None
     syn = root / manifest
-    if syn.exists() and (manifest not in inputs or md5_file(syn) == inputs[manifest]):
+    if syn.exists() and (manifest not in inputs or file_digest(syn, "md5") == inputs[manifest]):
         validated = read_table(syn)
     commit, dirty = git_state(root)
     seeds = sorted(path.glob("seed-*"))
@@ -194,7 +195,7 @@ def verify(pairs: pd.DataFrame, lineage: dict, root: Path) -> pd.DataFrame:
         if not path.is_file():
             return "missing"
         if path not in hashes:
-            hashes[path] = sha256_file(path)
+            hashes[path] = file_digest(path)
         return "ok" if hashes[path] == expected else "modified"
 
     ws, cache, prov, status = [], [], [], []

@@ -18,7 +18,8 @@ import urllib.request
 import pandas as pd
 
 from pairaug.errors import InputError
-from pairaug.io import atomic_path, repo_root
+from pairaug.io import atomic_path
+from pairaug.paths import repo_root
 from pairaug.tracking import audit as auditing
 from pairaug.tracking.registry import delete_alias, model_versions, set_alias
 from pairaug.tracking.store import display_uri, load_config, tracking_uri

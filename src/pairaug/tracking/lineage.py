@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from pairaug.errors import InputError, ParamError
-from pairaug.io import md5_file, sha256_file
+from pairaug.hashing import file_digest
 from pairaug.layout import DATASHEET_JSON, DATASHEET_MD, DECISIONS, VALIDATED, mix_manifest
 from pairaug.layout import PREPARED as REAL_MANIFEST
 from pairaug.params import read_yaml
@@ -39,7 +39,7 @@ def decisions_input(lock: dict, workspace: Path) -> dict[str, str]:
     records for prune's dependency, else (no lock entry yet) the file's; {} without a decisions file."""
     md5 = lock_dep(lock, "prune", DECISIONS)
     if md5 is None and (workspace / DECISIONS).exists():
-        md5 = md5_file(workspace / DECISIONS)
+        md5 = file_digest(workspace / DECISIONS, "md5")
     return {DECISIONS: md5} if md5 else {}
 
 
@@ -180,8 +180,8 @@ def weights_sha256(seed_dir: str | Path) -> str:
     if not files:
         raise InputError("no model weights (*.safetensors) in the model folder", file=seed_dir)
     if len(files) == 1:
-        return sha256_file(files[0])
-    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+        return file_digest(files[0])
+    return hashlib.sha256("".join(file_digest(f) for f in files).encode()).hexdigest()
 
 
 def reproducing_revision(root: Path, lineage: dict, mix: str | None, limit: int = 300) -> dict[str, Any]:
@@ -330,12 +330,12 @@ def training_records(mix: str, mix_dir: str | Path, stage: str, workspace: str |
     lock = read_lock(workspace)
     syn_rel = synthetic_manifest(mix)
     if inputs is None:
-        inputs = {p: md5_file(workspace / p) for p in (REAL_MANIFEST, syn_rel) if (workspace / p).exists()}
+        inputs = {p: file_digest(workspace / p, "md5") for p in (REAL_MANIFEST, syn_rel) if (workspace / p).exists()}
     training = read_table(mix_dir / "training_pairs.parquet")
     validated = None
     syn_path = workspace / syn_rel
     # Only the version of the synthetic manifest that trained the model (its md5 was recorded).
-    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == md5_file(syn_path):
+    if (training["branch"] != "real").any() and syn_path.exists() and inputs.get(syn_rel) == file_digest(syn_path, "md5"):
         validated = read_table(syn_path)
     prompts = prompt_versions(workspace, mix, set(training["branch"]) - {"real"}, inputs.get(syn_rel))
     if not (training["branch"] != "real").any():

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from pairaug.io import md5_file
+from pairaug.hashing import file_digest
 from pairaug.layout import DECISIONS, GX_RESULT
+from pairaug.tracking.evaluation import log_eval_metrics
 from pairaug.tracking.lineage import (
     DATASHEET,
     REAL_MANIFEST,
@@ -140,10 +138,10 @@ def _log_training(client: MlflowClient, run_id: str, rec: TrainingRecord, cfg: T
     gx_result = workspace / GX_RESULT
     syn_rel = synthetic_manifest(rec.mix)
     syn_md5 = rec.inputs.get(syn_rel)
-    if syn_md5 and gx_result.exists() and md5_file(workspace / syn_rel) == syn_md5:
+    if syn_md5 and gx_result.exists() and file_digest(workspace / syn_rel, "md5") == syn_md5:
         client.log_artifact(run_id, str(gx_result), f"{AUDIT_DIR}/gx")
     # `none` records no synthetic input (it trains on real pairs only); its manifest is the workspace's
-    mix_md5 = syn_md5 or (md5_file(workspace / syn_rel) if (workspace / syn_rel).exists() else None)
+    mix_md5 = syn_md5 or (file_digest(workspace / syn_rel, "md5") if (workspace / syn_rel).exists() else None)
     if mix_md5 and datasheet_describes(workspace, rec.mix, mix_md5):
         for rel in DATASHEET:
             client.log_artifact(run_id, str(workspace / rel), f"{AUDIT_DIR}/datasheet")
@@ -359,7 +357,7 @@ def log_evaluate(mix: str, cfg: TrackingConfig, mix_dir: str | Path, result: dic
                 here = run_tags(mix, seed, sha, f"evaluate@{mix}", workspace)
                 for k in ("git_commit", "git_dirty", "dvc_exp_name", "dvc_baseline_rev"):
                     client.set_tag(run_id, f"evaluate.{k}", here[k])
-            _log_eval_metrics(client, run_id, result["seeds"].get(str(seed), {}),
+            log_eval_metrics(client, run_id, result["seeds"].get(str(seed), {}),
                               [r for r in roc if str(r.get("seed")) == str(seed)], f"{mix} seed {seed}")
             client.log_inputs(run_id, datasets=[evaluation])
             client.set_tag(run_id, "evaluated", "true")
@@ -382,59 +380,3 @@ def _evaluation_input(pairs_path: Path, split: str):
     tags = [InputTag(MLFLOW_DATASET_CONTEXT, "evaluation"), InputTag("path", REAL_MANIFEST),
             InputTag("split", split), InputTag("rows", str(len(rows)))]
     return DatasetInput(ds._to_mlflow_entity(), tags=tags)
-
-
-def metric_key(*parts: str) -> str:
-    """MLflow metric names allow letters, digits, '_', '-', '.', ' ', '/', ':' ('10%' → '10pct')."""
-    return ".".join(re.sub(r"[^\w\-. /:]", "", p.replace("%", "pct")) for p in parts)
-
-
-def eval_metrics(result: dict) -> dict[str, float]:
-    """Flat metrics of one seed's evaluation: zero-shot AUC per label + mean, probe per fraction."""
-    out: dict[str, float] = {}
-    zs = result.get("zeroshot", {})
-    for label, v in (zs.get("auc") or {}).items():
-        if v is not None:
-            out[metric_key("zeroshot", "auc", label)] = float(v)
-    if zs.get("mean_auc") is not None:
-        out["zeroshot.mean_auc"] = float(zs["mean_auc"])
-    probe = result.get("linear_probe", {})
-    for frac, aucs in (probe.get("auc") or {}).items():
-        for label, v in (aucs or {}).items():
-            if v is not None:
-                out[metric_key("linear_probe", frac, "auc", label)] = float(v)
-    for frac, v in (probe.get("mean_auc") or {}).items():
-        if v is not None:
-            out[metric_key("linear_probe", frac, "mean_auc")] = float(v)
-    for name, set_result in (result.get("label_sets") or {}).items():  # e.g. label_sets.chexpert.zeroshot.mean_auc
-        out.update({metric_key("label_sets", name, k): v for k, v in eval_metrics(set_result).items()})
-    return out
-
-
-def _log_eval_metrics(client: MlflowClient, run_id: str, result: dict, roc: list[dict], title: str) -> None:
-    from mlflow.entities import Metric
-    from mlflow.utils.time import get_current_time_millis
-
-    now = get_current_time_millis()
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in eval_metrics(result).items()], synchronous=True)
-    if roc:
-        client.log_figure(run_id, roc_figure(roc, title), "roc/zeroshot_roc.png")
-        client.log_dict(run_id, roc, "roc/zeroshot_roc.json")
-
-
-def roc_figure(rows: list[dict], title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-    frame = pd.DataFrame(rows)
-    for label, part in frame.groupby("label", sort=True):
-        ax.plot(part["fpr"], part["tpr"], label=label, linewidth=1.2)
-    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"zero-shot ROC, {title}")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

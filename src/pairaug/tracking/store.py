@@ -16,36 +16,33 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pairaug.errors import InputError, ParamError
-from pairaug.io import repo_root
+from pairaug.params import NonNegative, Params, Positive
+from pairaug.paths import repo_root
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
 @dataclass
-class TrackingConfig:
+class TrackingConfig(Params):
     enabled: bool = True
     experiment: str = "pairaug"
     registered_model: str = "pairaug-vlp"
     log_model: bool = True  # log + register the model (a pyfunc wrapping the save_pretrained folder)
-    http_timeout_s: float = 10.0  # per request to a tracking server (a down server must not stall a stage)
-    http_retries: int = 1
+    http_timeout_s: Annotated[float, Positive] = 10.0  # per request to a tracking server (a down server must not stall a stage)
+    http_retries: Annotated[int, NonNegative] = 1
     # `rewrite`: each LLM request as an MLflow trace (only into a store the reports may go to: local, or a
     # host in rewrite.private_hosts)
     trace_rewrites: bool = True
 
-    def validate(self, prefix: str) -> None:
+    def rules(self) -> None:
         if not self.experiment.strip():
-            raise ParamError(f"{prefix}.experiment", "must name an MLflow experiment")
+            raise ParamError("experiment", "must name an MLflow experiment")
         if not re.fullmatch(r"[\w.\-]+", self.registered_model):
-            raise ParamError(f"{prefix}.registered_model", f"letters, digits, '_', '.', '-' only, got {self.registered_model!r}")
-        if self.http_timeout_s <= 0:
-            raise ParamError(f"{prefix}.http_timeout_s", f"must be > 0, got {self.http_timeout_s!r}")
-        if self.http_retries < 0:
-            raise ParamError(f"{prefix}.http_retries", f"must be >= 0, got {self.http_retries!r}")
+            raise ParamError("registered_model", f"letters, digits, '_', '.', '-' only, got {self.registered_model!r}")
 
 
 def load_config(params_path: str | Path = "params.yaml") -> TrackingConfig:

@@ -20,7 +20,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.distributed.nn.functional as dist_fn
@@ -33,38 +33,31 @@ from pairaug.errors import ParamError
 from pairaug.launch import autocast, grad_scaler, stage_device
 from pairaug.models.clip import ImagePreprocessor, text_max_length, tokenize
 from pairaug.parallel import Ranks
-from pairaug.params import positive
+from pairaug.params import Params, Positive
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ContrastiveConfig:
-    steps: int = 200  # optimizer steps when `epochs` is null
+class ContrastiveConfig(Params):
+    steps: Annotated[int, Positive] = 200  # optimizer steps when `epochs` is null
     # The budget as passes over the training pairs: ceil(epochs * pairs / batch_size) steps, at least
     # min_steps and at most max_steps (null: no cap). One rule for every mix: more pairs, more updates.
-    epochs: float | None = None
-    min_steps: int = 1
-    max_steps: int | None = None
-    batch_size: int = 128
-    lr: float = 5e-4
+    epochs: Annotated[float, Positive] | None = None
+    min_steps: Annotated[int, Positive] = 1
+    max_steps: Annotated[int, Positive] | None = None
+    batch_size: Annotated[int, Positive] = 128
+    lr: Annotated[float, Positive] = 5e-4
     weight_decay: float = 0.1
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = 0.9  # SGD only (CheXzero used SGD, lr 1e-4, momentum 0.9)
     warmup_steps: int = 20
     shift: int = 2  # random translation in pixels
-    select_every: int = 10  # evaluate on valid every N steps (and at the end)
+    select_every: Annotated[int, Positive] = 10  # evaluate on valid every N steps (and at the end)
 
-    def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, batch_size=self.batch_size, lr=self.lr, select_every=self.select_every,
-                 min_steps=self.min_steps)
-        if self.epochs is not None:
-            positive(prefix, epochs=self.epochs)
-        if self.max_steps is not None:
-            positive(prefix, max_steps=self.max_steps)
-            if self.max_steps < self.min_steps:
-                raise ParamError(f"{prefix}.max_steps", f"must be at least min_steps ({self.min_steps}), "
-                                 f"got {self.max_steps}")
+    def rules(self) -> None:
+        if self.max_steps is not None and self.max_steps < self.min_steps:
+            raise ParamError("max_steps", f"must be at least min_steps ({self.min_steps}), got {self.max_steps}")
 
     def budget(self, pairs: int) -> int:
         """Optimizer steps for a training set of `pairs` pairs: `steps`, or the passes rule of `epochs`."""

@@ -13,6 +13,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -21,24 +22,19 @@ from tqdm import tqdm
 
 from pairaug.launch import autocast, grad_scaler
 from pairaug.models.generator import TextToImagePipeline
-from pairaug.params import in_range, positive
+from pairaug.params import Params, Positive, Share
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DiffusionTrainConfig:
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 1e-3
+class DiffusionTrainConfig(Params):
+    steps: Annotated[int, Positive] = 600
+    batch_size: Annotated[int, Positive] = 32
+    lr: Annotated[float, Positive] = 1e-3
     warmup_steps: int = 50
-    text_dropout: float = 0.1
-    ema_decay: float = 0.995
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, steps=self.steps, batch_size=self.batch_size, lr=self.lr)
-        in_range(prefix, "text_dropout", self.text_dropout, 0.0, 1.0)
-        in_range(prefix, "ema_decay", self.ema_decay, 0.0, 1.0)
+    text_dropout: Annotated[float, Share] = 0.1
+    ema_decay: Annotated[float, Share] = 0.995
 
 
 def train_unet(pipe: TextToImagePipeline, images: torch.Tensor, texts: list[str], cfg: DiffusionTrainConfig,

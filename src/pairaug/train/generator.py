@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from transformers import AutoTokenizer, CLIPTextModel
 
 from pairaug.data.phantom import FINDINGS
 from pairaug.data.schema import read_pairs
-from pairaug.io import atomic_path, seed_from, stable_hash
+from pairaug.hashing import seed_from, stable_hash
+from pairaug.io import atomic_path
 from pairaug.launch import stage_device
 from pairaug.measurement.images import load_split_images, resize_batch
 from pairaug.measurement.pixel_probe import CHECK_LABELS, PixelProbe, mean_auc
@@ -34,23 +36,20 @@ from pairaug.models.generator import (
     load_generator,
     train_scheduler,
 )
-from pairaug.params import positive
+from pairaug.params import Params, Positive
 from pairaug.train.diffusion import DiffusionTrainConfig, train_unet
 
 log = logging.getLogger(__name__)
 
 @dataclass
-class GeneratorCheck:
-    reports: int = 300  # target valid reports to generate from (at most)
-    steps: int = 20
-    guidance: float = 3.5
-
-    def validate(self, prefix: str) -> None:
-        positive(prefix, reports=self.reports, steps=self.steps, guidance=self.guidance)
+class GeneratorCheck(Params):
+    reports: Annotated[int, Positive] = 300  # target valid reports to generate from (at most)
+    steps: Annotated[int, Positive] = 20
+    guidance: Annotated[float, Positive] = 3.5
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(Params):
     checkpoint: str | None = None  # a Stable Diffusion–format folder (RoentGen); null trains the embedded one
     arch: UNetArch = field(default_factory=UNetArch)
     train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)

@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from pairaug.models.clip import (
 )
 from pairaug.models.tokenizer import train_tokenizer
 from pairaug.parallel import Ranks
-from pairaug.params import in_range
+from pairaug.params import Params, Share
 from pairaug.train.contrastive import ContrastiveConfig, train_clip
 from pairaug.train.scorer import valid_loss_fn
 
@@ -68,7 +68,7 @@ class PretrainHooks(Protocol):
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Params):
     # mix name → the synthetic branches added to the real train pairs
     mixes: dict[str, list[str]] = field(default_factory=default_mixes)
     init_checkpoint: str | None = None  # an OpenAI CLIP folder (ViT-B/32); null: the embedded config
@@ -76,14 +76,12 @@ class PretrainConfig:
     arch: ClipArch = field(default_factory=ClipArch)
     train: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     # Share of each batch drawn from synthetic pairs; null: real and synthetic pairs drawn alike.
-    synthetic_share: float | None = None
+    synthetic_share: Annotated[float, Share] | None = None
     select_by: Literal["zeroshot", "loss"] = "zeroshot"
     prompts: ZeroShotPrompts = field(default_factory=ZeroShotPrompts)
 
-    def validate(self, prefix: str) -> None:
-        check_mixes(self.mixes, f"{prefix}.mixes")
-        if self.synthetic_share is not None:
-            in_range(prefix, "synthetic_share", self.synthetic_share, 0.0, 1.0)
+    def rules(self) -> None:
+        check_mixes(self.mixes, "mixes")
 
 
 def mix_pairs(mix: str, cfg: PretrainConfig, prepared: str | Path, validated: str | Path) -> pd.DataFrame:

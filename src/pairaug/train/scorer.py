@@ -33,13 +33,14 @@ from pairaug.models.clip import (
 from pairaug.models.medclip import FILES as MEDCLIP_FILES
 from pairaug.models.scorer import Scorer
 from pairaug.models.tokenizer import train_tokenizer
+from pairaug.params import Params
 from pairaug.train.contrastive import ContrastiveConfig, clip_loss, train_clip
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ScorerConfig:
+class ScorerConfig(Params):
     checkpoint: str | None = None  # a CLIP / MedCLIP folder to use as-is; null trains the embedded one
     kind: Literal["clip", "medclip"] = "clip"
     vocab_size: int = 1000
