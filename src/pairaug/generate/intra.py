@@ -29,15 +29,7 @@ import torch
 from pairaug.data.images import load_gray
 from pairaug.data.schema import read_pairs
 from pairaug.errors import InputError
-from pairaug.generate.common import (
-    MANIFEST_COLUMNS,
-    generator_sha,
-    load_pipe,
-    plan,
-    read_rewritten,
-    run_store,
-    stored_image_size,
-)
+from pairaug.generate import common
 from pairaug.generate.config import IntraConfig
 from pairaug.generate.inversion import invert
 from pairaug.generate.p2p import LocalBlend, edit_sample
@@ -50,7 +42,7 @@ from pairaug.parallel import Ranks
 
 log = logging.getLogger(__name__)
 
-INTRA_COLUMNS = [*MANIFEST_COLUMNS, "candidate", "source_image", "source_image_sha256"]
+INTRA_COLUMNS = [*common.MANIFEST_COLUMNS, "candidate", "source_image", "source_image_sha256"]
 
 
 def native_height(pipe: TextToImagePipeline, cfg: IntraConfig) -> int:
@@ -151,7 +143,7 @@ def plan_candidates(edits: pd.DataFrame, seed: int, gen_sha: str, cfg: IntraConf
     """`cfg.candidates` items per IntraAug report and replicate, candidate 0 keeping the id a single edit had;
     each candidate's id (and so its noise seed) hashes its index and replicate. Ordered report by report, so
     the films a chunk inverts serve all of their report's candidates."""
-    first = plan("intra", edits, seed, gen_sha, cfg, replicates).assign(candidate=0)
+    first = common.plan("intra", edits, seed, gen_sha, cfg, replicates).assign(candidate=0)
     frames = [first]
     for k in range(1, cfg.candidates):
         ids = [stable_hash(pid, "candidate", k) for pid in first["pair_id"]]
@@ -178,11 +170,12 @@ def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,)
     """Generate the IntraAug pairs into `out_dir`; rank 0 assembles and returns the manifest."""
     cfg.require_resolved()
     ranks = ranks or Ranks.from_env()
-    edits = read_rewritten(rewritten)
+    edits = common.read_rewritten(rewritten)
     sources = real_sources(prepared, edits["source_pair_id"], rewritten)
-    gen_sha = generator_sha(generator_dir)
+    gen_sha = common.generator_sha(generator_dir)
     device = stage_device(ranks)
     dtype = generation_dtype(cfg.dtype, device)
     store = intra_store(cfg, seed, edits, gen_sha, work_root, dtype, replicates)
-    make = make_intra_chunk(load_pipe(generator_dir, dtype, device), cfg, stored_image_size(prepared), gen_sha, sources)
-    return run_store(store, make, ranks, "intra", out_dir, INTRA_COLUMNS, log)
+    make = make_intra_chunk(common.load_pipe(generator_dir, dtype, device), cfg, common.stored_image_size(prepared),
+                            gen_sha, sources)
+    return common.run_store(store, make, ranks, "intra", out_dir, INTRA_COLUMNS, log)
