@@ -180,10 +180,12 @@ def stage_order(repo: Path) -> list[str]:
     """Every stage of dvc.yaml, dependencies first (DVC's own graph)."""
     import networkx as nx
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     with Repo(str(repo)) as dvc:
         graph = dvc.index.graph  # edges: stage → the stages it depends on
-        return [stage.addressing for stage in reversed(list(nx.topological_sort(graph)))]
+        # by name (`addressing` is relative to the caller's folder, not the clone's)
+        return [stage.name for stage in reversed(list(nx.topological_sort(graph))) if isinstance(stage, PipelineStage)]
 
 
 def unet_rows(repo: Path, params: dict, stage: str) -> int | None:
