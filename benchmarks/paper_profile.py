@@ -17,8 +17,10 @@ What is not the paper's, and why (printed with the results):
   intra), 2 IntraAug candidates (paper: 10), one pretraining seed of 2 steps, 5 of the 8 mixes, small
   checks: the profile measures cost per unit, not quality;
 - CPU only: 256 px generation instead of 512 (a 512 px UNet row costs ~4x), float32 everywhere;
-- random weights: prune keeps every inter pair (inter_tau -1) and validate asks no drawn change
-  (min_change_read 0), since a random generator draws nothing a probe could read;
+- random weights: prune's thresholds pass every pair (inter_tau -1; intra_lambda 10 puts PairAug's
+  S1-S3 thresholds below any cosine, and each report keeps its best candidate) and validate asks no
+  drawn change (min_change_read 0), since a random scorer ranks nothing and a random generator draws
+  nothing a probe could read;
 - films are stored at 224 px (the VLP's input); MLflow logs runs but not the 600 MB models.
 Tokenizers are trained on the phantom's reports (their vocabularies are the only thing smaller than the
 real ones; the embedding matrices keep the real vocabulary sizes).
@@ -64,7 +66,7 @@ def paper_params(models: Path, device: str) -> dict:
         "intra": {"steps": 75 if gpu else 2, "guidance": 4.0, "eta": 0.5, "self_eta": 0.2, "self_max_positions": 256,
                   "resolution": res, "dtype": "float32", "batch_size": 2, "candidates": 2, "init": "noise",
                   "reweight": 1.0, "check": {"psnr_pairs": 2, "reference_pairs": 2}},
-        "prune": {"inter_tau": -1.0, "intra_min_change_read": None, "intra_rank": "scores", "batch_size": 16},
+        "prune": {"inter_tau": -1.0, "intra_lambda": 10.0, "intra_min_change_read": None, "intra_rank": "scores", "batch_size": 16},
         "privacy": {"pixel_size": 64, "batch_size": 16},
         "validate": {"min_change_read": 0.0},
         "replicates": [0],
