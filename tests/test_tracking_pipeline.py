@@ -215,3 +215,23 @@ def test_stage_logs_to_a_tracking_server_and_survives_it_going_down(tiny_repo, t
     assert down.returncode == 0
     assert "run not logged: evaluate@none" in down.stderr and "unreachable" in down.stderr
     assert (repo / "metrics/eval/none.json").read_bytes() == before  # the DVC output is written all the same
+
+
+def test_a_control_mix_with_several_replicates_logs_each_replicates_own_pairs(tmp_path):
+    """`real_dup` repeats the same real pair ids in every replicate: each replicate's run must finish, be
+    evaluated, and audit its own replicate's copies (a one-to-one merge on pair_id failed these runs)."""
+    import pandas as pd
+    from conftest import TINY_PARAMS, copy_repo, deep_merge
+
+    repo = copy_repo(tmp_path / "repo", deep_merge(TINY_PARAMS, {"replicates": [0, 1]}))
+    run(["dvc", "repro", "evaluate@real_dup"], repo)
+    client = client_for(repo)
+    exp = client.get_experiment_by_name(yaml.safe_load((repo / "params.yaml").read_text())["tracking"]["experiment"])
+    runs = client.search_runs([exp.experiment_id], "tags.mix = 'real_dup'")
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1"]
+    for r in runs:
+        assert r.info.status == "FINISHED" and r.data.tags["evaluated"] == "true", r.data.tags
+        local = client.download_artifacts(r.info.run_id, "audit/synthetic_pairs.parquet", str(tmp_path))
+        audit = pd.read_parquet(local)
+        assert len(audit) and set(audit["replicate"]) == {int(r.data.tags["seed"])}
+        assert audit["pair_id"].is_unique
