@@ -151,6 +151,8 @@ def _from_folder(target: str, path: Path, root: Path) -> Audit:
     seed = None
     if path.name.startswith("seed-") and (path.parent / "training_pairs.parquet").exists():
         seed, path = path.name.removeprefix("seed-"), path.parent
+        if not seed.isdigit():  # pretrain names a model seed-<replicate>
+            raise InputError("not a model folder of a replicate (seed-<integer>)", file=path / f"seed-{seed}")
     if not (path / "training_pairs.parquet").exists():
         raise InputError("not a pretrained mix folder (no training_pairs.parquet)", file=path)
     mix = path.name
