@@ -41,10 +41,12 @@ def prepare(size: int, workdir: Path) -> Path:
 
 def setting(text: str) -> dict:
     """'lr=0.0002,epochs=32' → {'lr': 0.0002, 'epochs': 32}."""
+    from pairaug.params import read_yaml
+
     out = {}
     for item in text.split(","):
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = read_yaml(value)  # as DVC reads `-S` values (YAML 1.2)
     return out
 
 
