@@ -25,7 +25,9 @@ def run_temp_experiment(root: Path, name: str, params: list[str], what: str) -> 
 
 def read_experiment_json(root: Path, name: str, rel: str, hint: str) -> dict:
     """A committed (cache: false) metrics file of the DVC experiment `name`, read from its git ref."""
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=root, check=True,
+    # Oldest first, so a name run again on a newer commit reads its newest run.
+    refs = subprocess.run(["git", "for-each-ref", "--sort=creatordate", "--format=%(refname)", "refs/exps"],
+                          cwd=root, check=True,
                           capture_output=True, text=True).stdout.split()
     matches = [r for r in refs if r.rsplit("/", 1)[-1] == name]
     if not matches:
