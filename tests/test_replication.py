@@ -31,3 +31,27 @@ def test_each_delta_is_checked_against_the_other_runs_interval(tmp_path):
     assert md == (tmp_path / "replication.md").read_text()
     assert "| zeroshot | `image_only` | +0.020 [+0.010, +0.030] beats | -0.020 [-0.030, -0.010] loses to | **no** " in md
     assert json.loads((tmp_path / "replication.json").read_text())["by_measure"]["zeroshot"]["flips"] == 1
+
+
+def test_an_experiment_name_run_again_on_a_newer_commit_reads_its_newest_run(tmp_path):
+    # `pairaug curve run` reuses the names curve-<size> on every commit; collect must read this commit's.
+    import os
+    import subprocess
+
+    from pairaug.report.experiments import read_experiment_json
+
+    def git(*args: str, date: str = "2026-01-01T00:00:00") -> str:
+        env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_NAME": "t",
+               "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+        return subprocess.run(["git", *args], cwd=tmp_path, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    for auc, date, baseline in ((0.9, "2026-03-01T00:00:00", "00/aa"), (0.5, "2026-01-01T00:00:00", "ff/bb"),
+                                (0.7, "2026-02-01T00:00:00", "11/cc")):
+        (tmp_path / "m.json").write_text(json.dumps({"auc": auc}))
+        git("add", "m.json")
+        git("commit", "-qm", str(auc), date=date)
+        # Refs sort by name otherwise: the newest run here sits under the lexically first baseline.
+        git("update-ref", f"refs/exps/{baseline}/curve-25", git("rev-parse", "HEAD"))
+    assert read_experiment_json(tmp_path, "curve-25", "m.json", hint="")["auc"] == 0.9
