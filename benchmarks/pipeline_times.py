@@ -7,7 +7,10 @@
 nothing cached, its own DVC cache unless `--cache`, its own mlflow.db), with the clone's `src/` first on
 PYTHONPATH. Every stage's peak memory (the resident memory of DVC's process tree) is sampled too. One
 `dvc repro` runs the pipeline; a stage's time runs from DVC's "Running stage" line to the next one (or
-the end), so it includes DVC hashing and caching the stage's outputs. Then a plain `dvc repro` with
+the end), so it includes DVC hashing and caching the stage's outputs. A stage DVC skips is listed apart:
+on a clean clone, a stage whose outputs are all in git (`cache: false` metrics) and whose inputs came out
+byte-identical to dvc.lock "didn't change" and does not run; on another CPU its inputs differ and it runs,
+so `--force` gives that machine's figure. Then a plain `dvc repro` with
 nothing to do is timed, and, with `--change`, the `dvc repro` that follows editing params.yaml (the
 stages it reruns are listed). Prints a table; `--json` keeps it.
 """
@@ -56,14 +59,16 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
-def repro(repo: Path, env: dict, force: bool = False) -> tuple[float, dict[str, dict[str, float]]]:
-    """Run `dvc repro` in repo, streaming its output; return (seconds, {stage: {"s", "peak_mib"}}).
+def repro(repo: Path, env: dict, force: bool = False) -> tuple[float, dict[str, dict[str, float]], dict[str, str]]:
+    """Run `dvc repro` in repo, streaming its output; return (seconds, {stage: {"s", "peak_mib"}},
+    {skipped stage: DVC's reason}).
 
     A thread samples the process tree's resident memory every 0.2 s; each stage gets the peak seen
     between its "Running stage" line and the next (a spike shorter than that can be missed).
     """
     start = time.perf_counter()
     marks: list[tuple[str, float]] = []
+    skipped: dict[str, str] = {}
     peaks: list[int] = [0]
     lines: list[str] = []
     proc = subprocess.Popen(["dvc", "repro", *(["--force"] if force else [])], cwd=repo, env=env,
@@ -83,6 +88,9 @@ def repro(repo: Path, env: dict, force: bool = False) -> tuple[float, dict[str, 
             marks.append((m.group(1), time.perf_counter()))
             peaks.append(0)
             print(f"  [{marks[-1][1] - start:7.1f} s] {m.group(1)}", flush=True)
+        elif m := re.search(r"Stage '([^']+)' (didn't change|is cached)", line):
+            skipped[m.group(1)] = m.group(2)
+            print(f"  [{time.perf_counter() - start:7.1f} s] {m.group(1)}: {m.group(2)}, skipped", flush=True)
     proc.wait()
     end = time.perf_counter()
     done.set()
@@ -91,7 +99,7 @@ def repro(repo: Path, env: dict, force: bool = False) -> tuple[float, dict[str, 
         sys.exit(f"dvc repro failed ({proc.returncode}):\n{''.join(lines[-60:])}")
     stages = {name: {"s": (marks[i + 1][1] if i + 1 < len(marks) else end) - t, "peak_mib": peaks[i + 1] / 2**20}
               for i, (name, t) in enumerate(marks)}
-    return end - start, stages
+    return end - start, stages, skipped
 
 
 def clone(repo: Path, cache: Path | None = None) -> Path:
@@ -113,13 +121,13 @@ def measure(repo: Path, sets: list[str] = (), changes: list[str] = (), force: bo
     for s in sets:
         set_param(repo / "params.yaml", s)
     print(f"workspace: {repo}", flush=True)
-    full, stages = repro(repo, env, force)
-    noop, _ = repro(repo, env)
-    result: dict = {"workspace": str(repo), "sets": list(sets), "stages": stages, "full_s": full, "noop_s": noop,
-                    "changes": {}}
+    full, stages, skipped = repro(repo, env, force)
+    noop, _, _ = repro(repo, env)
+    result: dict = {"workspace": str(repo), "sets": list(sets), "stages": stages, "skipped": skipped,
+                    "full_s": full, "noop_s": noop, "changes": {}}
     for change in changes:
         set_param(repo / "params.yaml", change)
-        seconds, reran = repro(repo, env)
+        seconds, reran, _ = repro(repo, env)
         result["changes"][change] = {"s": seconds, "share": seconds / full, "reran": sorted(reran)}
     return result
 
@@ -132,6 +140,9 @@ def summary(result: dict) -> str:
     top = max(stages, key=lambda k: stages[k]["s"]) if stages else None
     lines += ["", f"full run: {full:.1f} s ({full / 60:.1f} min); dominant stage: {top}",
               f"no-op `dvc repro`: {result['noop_s']:.1f} s"]
+    if result.get("skipped"):
+        lines.append("skipped by DVC (not in the full run's time): "
+                     + ", ".join(f"{k} ({v})" for k, v in result["skipped"].items()))
     for change, c in result["changes"].items():
         lines.append(f"after {change}: {c['s']:.1f} s = {c['share']:.1%} of the full run "
                      f"({len(c['reran'])} stages rerun)")

@@ -142,7 +142,8 @@ def git_state(workspace: str | Path = ".") -> tuple[str | None, bool | None]:
 
 
 def _lock_stages(text: str) -> dict:
-    return (yaml.safe_load(text) or {}).get("stages", {})
+    # libyaml's loader where PyYAML has it: the lock runs to hundreds of KB (every stage's code deps)
+    return (yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("stages", {})
 
 
 def read_lock(workspace: str | Path = ".") -> dict:
