@@ -90,7 +90,8 @@ def repro(repo: Path, env: dict, force: bool = False) -> tuple[float, dict[str, 
             print(f"  [{marks[-1][1] - start:7.1f} s] {m.group(1)}", flush=True)
         elif m := re.search(r"Stage '([^']+)' (didn't change|is cached)", line):
             skipped[m.group(1)] = m.group(2)
-            print(f"  [{time.perf_counter() - start:7.1f} s] {m.group(1)}: {m.group(2)}, skipped", flush=True)
+            if marks:  # a skip amid a run; a no-op run would list every stage
+                print(f"  [{time.perf_counter() - start:7.1f} s] {m.group(1)}: {m.group(2)}, skipped", flush=True)
     proc.wait()
     end = time.perf_counter()
     done.set()
