@@ -197,6 +197,19 @@ def test_chunks_have_a_fixed_composition(tmp_path):
     assert ChunkStore(tmp_path / "e", fake_items(0), 4).n_chunks == 0
 
 
+def test_chunks_keep_a_group_together(tmp_path):
+    """group_by: a group's items are contiguous (so a chunk inverts a film once for all its edits), and
+    the chunks stay fixed whatever order the items come in."""
+    items = fake_items(12).assign(source_pair_id=[f"p{i % 3}" for i in range(12)])
+    store = ChunkStore(tmp_path / "w", items.sample(frac=1, random_state=2), batch_size=4, group_by="source_pair_id")
+    assert [sorted(set(store.chunk(k)["source_pair_id"])) for k in range(3)] == [["p0"], ["p1"], ["p2"]]
+    again = ChunkStore(tmp_path / "w", items, batch_size=4, group_by="source_pair_id")
+    assert all(list(store.chunk(k)["pair_id"]) == list(again.chunk(k)["pair_id"]) for k in range(3))
+    # without grouping the same items interleave: every chunk holds all three groups
+    plain = ChunkStore(tmp_path / "w", items, batch_size=4)
+    assert all(plain.chunk(k)["source_pair_id"].nunique() == 3 for k in range(3))
+
+
 def test_an_interrupted_run_redoes_only_the_missing_chunks(tmp_path):
     store = ChunkStore(tmp_path / "w", fake_items(10), batch_size=4)
     made: list[str] = []

@@ -178,6 +178,22 @@ def test_resume_reuses_finished_chunks_and_matches_an_uninterrupted_run(tmp_path
 # ----------------------------------------------------------------------------------------- errors
 
 
+def test_a_film_is_edited_in_one_chunk_for_all_its_candidates_and_replicates(tmp_path):
+    """The default shape (2 candidates × 3 replicates = 6 items a film): the store keeps a film's items
+    together, so each chunk inverts ~batch / 6 films instead of ~batch, and a film spans at most 2 chunks."""
+    prepared, rewritten = write_inputs(tmp_path, n=8)
+    generator = tiny_generator(tmp_path / "generator", size=16)
+    cfg = IntraConfig(steps=3, batch_size=12, init="inversion", **EDIT)
+    edits = read_rewritten(rewritten)
+    store = intra_store(cfg, 0, edits, generator_sha(generator), tmp_path / "work", replicates=(0, 1, 2))
+    per_film = len(store.items) // store.items["source_pair_id"].nunique()
+    assert per_film == cfg.candidates * 3
+    chunks_of = store.items.assign(chunk=store.items.index // cfg.batch_size).groupby("source_pair_id")["chunk"]
+    assert chunks_of.nunique().max() <= 2
+    assert all(store.chunk(k)["source_pair_id"].nunique() <= cfg.batch_size // per_film + 1
+               for k in range(store.n_chunks))
+
+
 def test_replicates_share_the_inversion_edit_and_draw_their_own_candidates(tmp_path):
     """Two replicates: candidate 0 starts from the film's inversion (nothing drawn), so its edit is the same
     pixels in both; candidate 1 mixes in the replicate's own noise, so it differs between them. Each

@@ -141,8 +141,8 @@ def real_sources(prepared: str | Path, needed: pd.Series, rewritten: str | Path)
 def plan_candidates(edits: pd.DataFrame, seed: int, gen_sha: str, cfg: IntraConfig,
                     replicates: Sequence[int] = (0,)) -> pd.DataFrame:
     """`cfg.candidates` items per IntraAug report and replicate, candidate 0 keeping the id a single edit had;
-    each candidate's id (and so its noise seed) hashes its index and replicate. Ordered report by report, so
-    the films a chunk inverts serve all of their report's candidates."""
+    each candidate's id (and so its noise seed) hashes its index and replicate. Ordered report by report;
+    the store (`intra_store`) keeps each source film's items in one chunk where the batch size allows."""
     first = common.plan("intra", edits, seed, gen_sha, cfg, replicates).assign(candidate=0)
     frames = [first]
     for k in range(1, cfg.candidates):
@@ -160,8 +160,10 @@ def intra_store(cfg: IntraConfig, seed: int, edits: pd.DataFrame, gen_sha: str, 
     (pair ids hash the reports, seed, generator and sampler; eta, init etc. are in the key only, so a
     changed edit setting never reuses chunks, while the per-pair noise stays the same across settings)."""
     items = plan_candidates(edits, seed, gen_sha, cfg, replicates)
-    key = stable_hash(items["pair_id"].tolist(), cfg.fingerprint(dtype))
-    return ChunkStore(Path(work_root) / f"intra-{key}", items, cfg.batch_size)
+    key = stable_hash(items["pair_id"].tolist(), cfg.fingerprint(dtype), "chunks by source film")
+    # A film's items (its reports' candidates, every replicate) in one chunk: the film is inverted once
+    # and candidate 0, which draws no noise, sampled once for all replicates (edit_batch).
+    return ChunkStore(Path(work_root) / f"intra-{key}", items, cfg.batch_size, group_by="source_pair_id")
 
 
 def generate_intra(cfg: IntraConfig, seed: int, replicates: Sequence[int] = (0,), *, prepared: str | Path, rewritten: str | Path,

@@ -1,9 +1,10 @@
 """Resumable, shardable generation: work in fixed chunks, each written atomically, then assembled.
 
-The items of a branch are sorted by pair id and cut into chunks of `batch_size`; chunk k always holds
-the same pairs, and its images are generated as one batch. So a resumed run (completed chunks are
-skipped) and a run sharded over N processes (chunk k goes to rank k mod N) produce byte-identical
-images to a single uninterrupted run. The work folder lives outside the DVC output (DVC clears outputs
+The items of a branch are sorted by pair id (within a `group_by` column when given: IntraAug keeps each
+source film's items together, so a chunk inverts a film once for all of its edits) and cut into chunks
+of `batch_size`; chunk k always holds the same pairs, whatever order the items came in, and its images
+are generated as one batch. So a resumed run (completed chunks are skipped) and a run sharded over N
+processes (chunk k goes to rank k mod N) produce byte-identical images to a single uninterrupted run. The work folder lives outside the DVC output (DVC clears outputs
 before a stage runs), keyed by everything that shapes the images, and is removed once assembled.
 """
 
@@ -24,9 +25,9 @@ from pairaug.io import atomic_path, save_png, write_parquet
 
 
 class ChunkStore:
-    def __init__(self, work_dir: str | Path, items: pd.DataFrame, batch_size: int):
+    def __init__(self, work_dir: str | Path, items: pd.DataFrame, batch_size: int, group_by: str | None = None):
         self.work = Path(work_dir)
-        self.items = items.sort_values("pair_id").reset_index(drop=True)
+        self.items = items.sort_values([group_by, "pair_id"] if group_by else "pair_id").reset_index(drop=True)
         self.batch_size = batch_size
         self.n_chunks = (len(self.items) + batch_size - 1) // batch_size
 
