@@ -2,7 +2,9 @@
 
 Used by `fit-scorer` (the pruning scorer) and by `pretrain@mix` (the VLP model). Images are held as
 one uint8 tensor (the pipeline's images are small; a user's 224 px MIMIC run streams through the
-same loop in batches). Augmentation is a small random shift, enough to regularise a scarce train set.
+same loop in batches). Augmentation is a small random shift, enough to regularise a scarce train set, and
+optionally (`sentence_keep`) a random subset of each report's sentences, as ConVIRT samples sentences:
+the text tower then also sees short texts like the zero-shot prompts ("edema" / "no edema").
 
 Under `torchrun` / `accelerate launch` (several ranks) the model is wrapped in DistributedDataParallel
 and `batch_size` stays the *global* batch: every rank draws the same batch and takes its 1/N slice, the
@@ -29,11 +31,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import CLIPModel, PreTrainedTokenizerBase
 
+from pairaug.data.labeler import split_sentences
 from pairaug.errors import ParamError
 from pairaug.launch import autocast, grad_scaler, stage_device
 from pairaug.models.clip import ImagePreprocessor, text_max_length, tokenize
 from pairaug.parallel import Ranks
-from pairaug.params import Params, Positive
+from pairaug.params import Params, Positive, Share
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class ContrastiveConfig(Params):
     momentum: float = 0.9  # SGD only (CheXzero used SGD, lr 1e-4, momentum 0.9)
     warmup_steps: int = 20
     shift: int = 2  # random translation in pixels
+    # Text augmentation: each draw of a report keeps each of its sentences with this probability (at least
+    # one, in their order); null: the whole report every time.
+    sentence_keep: Annotated[float, Share] | None = None
     select_every: Annotated[int, Positive] = 10  # evaluate on valid every N steps (and at the end)
 
     def rules(self) -> None:
@@ -115,6 +121,14 @@ def random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> tor
     return out.gather(3, idx_c)
 
 
+def sample_sentences(sentences: list[str], keep: float, generator: torch.Generator) -> str:
+    """A random subset of `sentences` (each kept with probability `keep`, at least one), in their order."""
+    kept = (torch.rand(len(sentences), generator=generator) < keep).tolist()
+    if not any(kept):
+        kept[int(torch.randint(len(sentences), (1,), generator=generator))] = True
+    return " ".join(s for s, k in zip(sentences, kept) if k)
+
+
 def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess: ImagePreprocessor,
                images: torch.Tensor, texts: list[str], cfg: ContrastiveConfig, seed: int,
                select: Callable[[CLIPModel], float], *, weights: torch.Tensor | None = None,
@@ -129,7 +143,10 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
     ranks = ranks or Ranks()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    tokens = tokenize(tokenizer, texts, text_max_length(model, tokenizer))
+    max_length = text_max_length(model, tokenizer)
+    # the whole reports, tokenized once; or each report's sentences, sampled and tokenized batch by batch
+    sentences = None if cfg.sentence_keep is None else [split_sentences(t) or [t] for t in texts]
+    tokens = tokenize(tokenizer, texts, max_length) if sentences is None else None
     n = len(texts)
     batch = min(cfg.batch_size, n)
     distributed = ranks.world > 1
@@ -163,8 +180,14 @@ def train_clip(model: CLIPModel, tokenizer: PreTrainedTokenizerBase, preprocess:
             model.train()
             # Every rank draws the whole batch (the generator stays in step) and keeps its slice.
             pixels = random_shift(preprocess(images[idx]), cfg.shift, gen)[shard]
-            idx = idx[shard]
-            loss = clip_loss(forward, pixels, tokens["input_ids"][idx], tokens["attention_mask"][idx], distributed)
+            if sentences is None:
+                idx = idx[shard]
+                ids, mask = tokens["input_ids"][idx], tokens["attention_mask"][idx]
+            else:
+                drawn = [sample_sentences(sentences[i], cfg.sentence_keep, gen) for i in idx.tolist()][shard]
+                batch_tokens = tokenize(tokenizer, drawn, max_length)
+                ids, mask = batch_tokens["input_ids"], batch_tokens["attention_mask"]
+            loss = clip_loss(forward, pixels, ids, mask, distributed)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
