@@ -7,8 +7,12 @@ import json
 from pairaug.report.replication import compare, write_replication
 
 
-def _ablation(rows: list[tuple[str, str, float, list[float], str]]) -> dict:
-    return {"verdicts": [{"measure": m, "baseline": b, "delta": d, "ci": ci, "verdict": v} for m, b, d, ci, v in rows]}
+def _ablation(rows: list[tuple], rerun: float | None = None) -> dict:
+    """Verdict rows (measure, baseline, delta, ci, verdict); with `rerun`, each one's rerun interval is
+    delta ± rerun."""
+    return {"verdicts": [{"measure": m, "baseline": b, "delta": d, "ci": ci, "verdict": v,
+                          **({"rerun_interval": [d - rerun, d + rerun]} if rerun is not None else {})}
+                         for m, b, d, ci, v in rows]}
 
 
 def test_each_delta_is_checked_against_the_other_runs_interval(tmp_path):
@@ -26,7 +30,8 @@ def test_each_delta_is_checked_against_the_other_runs_interval(tmp_path):
     assert rows["none"]["this_in_other"] and rows["none"]["other_in_this"] and not rows["none"]["flip"]
     assert not rows["inter"]["this_in_other"] and not rows["inter"]["other_in_this"]  # 0.01 ∉ [0.04, 0.06], 0.05 ∉ [-0.01, 0.03]
     assert rows["image_only"]["flip"]  # beats in one run, loses to in the other
-    assert result["by_measure"]["zeroshot"] == {"rows": 3, "outside": 2, "flips": 1, "same_verdict": 0}
+    assert result["by_measure"]["zeroshot"] == {"rows": 3, "outside": 2, "outside_rerun": 0, "flips": 1,
+                                                "same_verdict": 0}  # no rerun intervals: none counted
     md = write_replication(result, "replicates 0,1,2", "replicate-3-4-5", tmp_path / "replication.md")
     assert md == (tmp_path / "replication.md").read_text()
     assert "| zeroshot | `image_only` | +0.020 [+0.010, +0.030] beats | -0.020 [-0.030, -0.010] loses to | **no** " in md
@@ -55,3 +60,22 @@ def test_an_experiment_name_run_again_on_a_newer_commit_reads_its_newest_run(tmp
         # Refs sort by name otherwise: the newest run here sits under the lexically first baseline.
         git("update-ref", f"refs/exps/{baseline}/curve-25", git("rev-parse", "HEAD"))
     assert read_experiment_json(tmp_path, "curve-25", "m.json", hint="")["auc"] == 0.9
+
+
+def test_each_delta_is_also_checked_against_the_other_runs_rerun_interval(tmp_path):
+    """A rerun's Δ outside the other run's CI but inside its rerun interval counts against the CI only."""
+    first = _ablation([("zeroshot", "none", 0.010, [0.005, 0.015], "beats"),
+                       ("zeroshot", "inter", 0.000, [-0.004, 0.004], "no difference shown")], rerun=0.010)
+    second = _ablation([("zeroshot", "none", 0.018, [0.014, 0.022], "beats"),
+                        ("zeroshot", "inter", 0.030, [0.026, 0.034], "beats")], rerun=0.010)
+    result = compare(first, second)
+    rows = {r["baseline"]: r for r in result["rows"]}
+    assert not rows["none"]["this_in_other"] and not rows["none"]["other_in_this"]  # 0.010 ∉ [0.014, 0.022]
+    assert rows["none"]["this_in_other_rerun"] and rows["none"]["other_in_this_rerun"]  # 0.010 ∈ [0.008, 0.028]
+    assert not rows["inter"]["this_in_other_rerun"] and not rows["inter"]["other_in_this_rerun"]
+    assert result["by_measure"]["zeroshot"] == {"rows": 2, "outside": 2, "outside_rerun": 1, "flips": 0,
+                                                "same_verdict": 1}
+    md = write_replication(result, "replicates 0,1,2", "replicate-3-4-5", tmp_path / "replication.md")
+    assert "| zeroshot | `none` | +0.010 [+0.005, +0.015] beats | +0.018 [+0.014, +0.022] beats | **no** | **no** " \
+           "| yes | no |" in md
+    assert "| zeroshot | 2 | 2 | 1 | 1 | 0 |" in md

@@ -18,7 +18,15 @@ from pairaug.io import write_parquet
 from pairaug.measurement.scores import SCORE_COLUMNS
 from pairaug.params import section
 from pairaug.report.ablation import ReportConfig, ablation, write_report
-from pairaug.report.stats import bootstrap_p, holm, patient_resamples, percentile_ci, verdict, weighted_auc
+from pairaug.report.stats import (
+    bootstrap_p,
+    holm,
+    patient_resamples,
+    percentile_ci,
+    rerun_half_width,
+    verdict,
+    weighted_auc,
+)
 
 
 def expanded_auc(scores, y, patient, counts_row) -> float:
@@ -140,6 +148,48 @@ def test_replicates_that_disagree_widen_the_interval():
     sd = out["many"]["replicate_sd"]
     assert sd > 0.01
     assert (many[1] - many[0]) / 2 > student_t.ppf(0.975, 3) * sd / 2 * 0.8  # ≈ t_3 · sd / √4 or wider
+
+
+def _paired_case(spread: float) -> dict:
+    """PairAug = the baseline plus a signal on positives, three replicates; PairAug's replicate r adds
+    r * spread more to its positives, so its replicates disagree when spread > 0."""
+    patient, y, score = _clustered_case(60, 0.8, 7)
+    base = scores_table({str(r): score for r in range(3)}, y, patient)
+    ours = scores_table({str(r): {"Edema": score["Edema"] + (0.15 + r * spread) * y["Edema"]} for r in range(3)},
+                        y, patient)
+    (row,) = ablation({"none": base, "pairaug": ours}, ReportConfig(bootstrap_resamples=400), seed=0)["verdicts"]
+    return row
+
+
+def test_paired_replicates_that_agree_leave_the_difference_to_the_patients():
+    """Three replicates that score alike give the paired CI of one replicate: the patients' alone."""
+    patient, y, score = _clustered_case(60, 0.8, 7)
+    base = scores_table({"0": score}, y, patient)
+    ours = scores_table({"0": {"Edema": score["Edema"] + 0.15 * y["Edema"]}}, y, patient)
+    (single,) = ablation({"none": base, "pairaug": ours}, ReportConfig(bootstrap_resamples=400), seed=0)["verdicts"]
+    assert _paired_case(0.0)["ci"] == pytest.approx(single["ci"], abs=1e-12)
+
+
+def test_paired_replicates_that_disagree_widen_the_difference():
+    """PairAug's replicates spread apart: the paired CI widens past the patients' alone and still holds
+    the difference."""
+    agree, disagree = _paired_case(0.0), _paired_case(0.3)
+    assert disagree["ci"][1] - disagree["ci"][0] > 1.5 * (agree["ci"][1] - agree["ci"][0])
+    assert disagree["ci"][0] < disagree["delta"] < disagree["ci"][1]
+
+
+def test_rerun_interval_is_the_t_prediction_interval_of_the_replicate_differences():
+    """Per verdict row: delta ± t_{R−1} · sd(per-replicate differences) · √(2 / R); the same width as the
+    plain formula for a prediction interval of the mean of R new draws."""
+    row = _paired_case(0.3)
+    patient, y, score = _clustered_case(60, 0.8, 7)
+    d = [roc_auc_score(y["Edema"], score["Edema"] + (0.15 + r * 0.3) * y["Edema"]) - roc_auc_score(y["Edema"],
+                                                                                                   score["Edema"])
+         for r in range(3)]
+    half = student_t.ppf(0.975, 2) * np.std(d, ddof=1) * np.sqrt(2 / 3)
+    assert row["delta"] == pytest.approx(np.mean(d), abs=1e-12)
+    assert row["rerun_interval"] == pytest.approx([np.mean(d) - half, np.mean(d) + half], abs=1e-12)
+    assert rerun_half_width([0.01], 0.95) is None  # one replicate: no spread to predict from
 
 
 def _clustered_case(n_patients: int, signal: float, seed: int) -> tuple[np.ndarray, dict, dict]:

@@ -32,6 +32,11 @@ Statistics (`report` params `bootstrap_resamples`, `ci`, `reference_mixes`; the 
   `reference_mixes` (e.g. `pool_real`) are reported, not compared. A verdict says "beats" / "loses
   to" only when the paired CI excludes 0 on that side and the Holm p is below 1 − ci; otherwise
   "no difference shown".
+- **Where a rerun lands** (`rerun_interval`, beside each verdict): the interval that holds, with
+  probability `ci`, the same difference rerun with as many new replicate seeds on the same data
+  (`stats.rerun_half_width`, a t prediction interval from the per-replicate differences). The CI is for
+  the true difference; a rerun's own estimate carries replicate noise too, so about one rerun in six
+  lands outside a 95 % CI even when the CI is right. `pairaug replicate` holds each run against both.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from pairaug.report.stats import (
     percentile_ci,
     replicate_inflation,
     replicate_resamples,
+    rerun_half_width,
     two_level,
     verdict,
     weighted_auc,
@@ -197,8 +203,11 @@ def compare(measures: dict[str, dict], baselines: list[str], ci: float) -> list[
                 continue
             diff = a.resampled - b.resampled
             interval = percentile_ci(diff, ci)
-            family.append({"measure": kind, "baseline": mix, "delta": a.value - b.value,
+            delta = a.value - b.value
+            rerun = rerun_half_width([x - y for x, y in zip(a.seed_values, b.seed_values)], ci)
+            family.append({"measure": kind, "baseline": mix, "delta": delta,
                            "ci": list(interval) if interval else None, "p_value": bootstrap_p(diff),
+                           "rerun_interval": None if rerun is None else [delta - rerun, delta + rerun],
                            "resamples": int(np.isfinite(diff).sum())})
         for row, p_holm in zip(family, holm([r["p_value"] for r in family])):
             row["p_holm"] = p_holm

@@ -4,8 +4,9 @@
 seeds — the same data and priors, new draws of everything the method draws — or with whatever `-S`
 params it is given (`-S seed=1` redraws the dataset itself: new patients, pool and priors), then
 compares that experiment's `metrics/ablation.json` with the workspace's. For each verdict row (a measure
-and a baseline) it says whether each run's difference lies in the other run's interval and whether the
-verdicts disagree in direction ("beats" in one, "loses to" in the other).
+and a baseline) it says whether each run's difference lies in the other run's CI and in the other run's
+rerun interval (where a rerun with new replicate seeds on the same data lands, `stats.rerun_half_width`),
+and whether the verdicts disagree in direction ("beats" in one, "loses to" in the other).
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ def compare(this: dict, other: dict) -> dict:
         if b is None or a.get("delta") is None or b.get("delta") is None:
             continue
         rows.append({"measure": a["measure"], "baseline": a["baseline"],
-                     "this": {k: a.get(k) for k in ("delta", "ci", "verdict")},
-                     "other": {k: b.get(k) for k in ("delta", "ci", "verdict")},
+                     "this": {k: a.get(k) for k in ("delta", "ci", "rerun_interval", "verdict")},
+                     "other": {k: b.get(k) for k in ("delta", "ci", "rerun_interval", "verdict")},
                      "this_in_other": _inside(a["delta"], b.get("ci")),
                      "other_in_this": _inside(b["delta"], a.get("ci")),
+                     "this_in_other_rerun": _inside(a["delta"], b.get("rerun_interval")),
+                     "other_in_this_rerun": _inside(b["delta"], a.get("rerun_interval")),
                      "flip": {a["verdict"], b["verdict"]} == {"beats", "loses to"}})
     by_measure: dict[str, dict] = {}
     for r in rows:
-        m = by_measure.setdefault(r["measure"], {"rows": 0, "outside": 0, "flips": 0, "same_verdict": 0})
+        m = by_measure.setdefault(r["measure"], {"rows": 0, "outside": 0, "outside_rerun": 0, "flips": 0,
+                                                 "same_verdict": 0})
         m["rows"] += 1
         m["outside"] += int(r["this_in_other"] is False or r["other_in_this"] is False)
+        m["outside_rerun"] += int(r["this_in_other_rerun"] is False or r["other_in_this_rerun"] is False)
         m["flips"] += int(r["flip"])
         m["same_verdict"] += int(r["this"]["verdict"] == r["other"]["verdict"])
     return {"rows": rows, "by_measure": by_measure}
@@ -58,16 +63,22 @@ def _yes(flag: bool | None) -> str:
 
 def replication_markdown(result: dict, this_name: str, other_name: str) -> str:
     lines = [f"PairAug − each baseline in two runs, first `{this_name}` (the workspace), second `{other_name}` "
-             "(Δ mean AUC [95 % CI] verdict; \"in\": the run's Δ lies inside the other run's CI).", "",
-             f"| measure | baseline | {this_name} | {other_name} | first Δ in second CI | second Δ in first CI "
-             "| verdicts opposite |", "|---|---|---|---|---|---|---|"]
+             "(Δ mean AUC [95 % CI] verdict; \"in CI\": the run's Δ lies inside the other run's CI; \"in rerun\": "
+             "inside the other run's rerun interval, where a rerun with new replicate seeds on the same data lands "
+             "with 95 % probability — the check that fits a replication; a redrawn dataset has no such interval).",
+             "", f"| measure | baseline | {this_name} | {other_name} | first Δ in second CI | second Δ in first CI "
+             "| both in rerun | verdicts opposite |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        rerun = (None if None in (r["this_in_other_rerun"], r["other_in_this_rerun"])
+                 else r["this_in_other_rerun"] and r["other_in_this_rerun"])
         lines.append(f"| {r['measure']} | `{r['baseline']}` | {_cell(r['this'])} | {_cell(r['other'])} | "
-                     f"{_yes(r['this_in_other'])} | {_yes(r['other_in_this'])} | {'**yes**' if r['flip'] else 'no'} |")
-    lines += ["", "| measure | rows | a Δ outside the other CI | same verdict | opposite verdicts |",
-              "|---|---|---|---|---|"]
+                     f"{_yes(r['this_in_other'])} | {_yes(r['other_in_this'])} | {_yes(rerun)} | "
+                     f"{'**yes**' if r['flip'] else 'no'} |")
+    lines += ["", "| measure | rows | a Δ outside the other CI | a Δ outside the other rerun interval | same verdict "
+              "| opposite verdicts |", "|---|---|---|---|---|---|"]
     for measure, m in result["by_measure"].items():
-        lines.append(f"| {measure} | {m['rows']} | {m['outside']} | {m['same_verdict']} | {m['flips']} |")
+        lines.append(f"| {measure} | {m['rows']} | {m['outside']} | {m['outside_rerun']} | {m['same_verdict']} | "
+                     f"{m['flips']} |")
     return "\n".join(lines) + "\n"
 
 
