@@ -32,11 +32,12 @@ Statistics (`report` params `bootstrap_resamples`, `ci`, `reference_mixes`; the 
   `reference_mixes` (e.g. `pool_real`) are reported, not compared. A verdict says "beats" / "loses
   to" only when the paired CI excludes 0 on that side and the Holm p is below 1 − ci; otherwise
   "no difference shown".
-- **Where a rerun lands** (`rerun_interval`, beside each verdict): the interval that holds, with
-  probability `ci`, the same difference rerun with as many new replicate seeds on the same data
-  (`stats.rerun_half_width`, a t prediction interval from the per-replicate differences). The CI is for
-  the true difference; a rerun's own estimate carries replicate noise too, so about one rerun in six
-  lands outside a 95 % CI even when the CI is right. `pairaug replicate` holds each run against both.
+- **Where a rerun lands** (`rerun_interval`, beside each verdict): the band that holds, with
+  probability at least `ci`, all of a measure's differences rerun with as many new replicate seeds on
+  the same data (`stats.rerun_half_width`: a t prediction band, the replicate × mix residual variance
+  pooled over PairAug and the baselines, Bonferroni over the baselines). The CI is for the true
+  difference; a rerun's own estimate carries replicate noise too, so about one rerun in six lands
+  outside a 95 % CI even when the CI is right. `pairaug replicate` holds each run against both.
 """
 
 from __future__ import annotations
@@ -196,22 +197,23 @@ def compare(measures: dict[str, dict], baselines: list[str], ci: float) -> list[
     rows = []
     ours = measures[PAIRAUG]
     for kind in sorted(ours, key=kind_order):
-        family = []
+        family, columns = [], []
+        a = ours[kind]["mean"]
         for mix in baselines:
-            a, b = ours[kind]["mean"], measures[mix].get(kind, {}).get("mean")
+            b = measures[mix].get(kind, {}).get("mean")
             if a is None or b is None or not (math.isfinite(a.value) and math.isfinite(b.value)):
                 continue
             diff = a.resampled - b.resampled
             interval = percentile_ci(diff, ci)
-            delta = a.value - b.value
-            rerun = rerun_half_width([x - y for x, y in zip(a.seed_values, b.seed_values)], ci)
-            family.append({"measure": kind, "baseline": mix, "delta": delta,
+            family.append({"measure": kind, "baseline": mix, "delta": a.value - b.value,
                            "ci": list(interval) if interval else None, "p_value": bootstrap_p(diff),
-                           "rerun_interval": None if rerun is None else [delta - rerun, delta + rerun],
                            "resamples": int(np.isfinite(diff).sum())})
+            columns.append(b.seed_values)
+        rerun = rerun_half_width(np.array([a.seed_values, *columns]).T, ci) if family else None
         for row, p_holm in zip(family, holm([r["p_value"] for r in family])):
             row["p_holm"] = p_holm
             row["verdict"] = verdict(tuple(row["ci"]) if row["ci"] else None, p_holm, 1 - ci)
+            row["rerun_interval"] = None if rerun is None else [row["delta"] - rerun, row["delta"] + rerun]
         rows += family
     return rows
 

@@ -5,7 +5,7 @@ seeds — the same data and priors, new draws of everything the method draws —
 params it is given (`-S seed=1` redraws the dataset itself: new patients, pool and priors), then
 compares that experiment's `metrics/ablation.json` with the workspace's. For each verdict row (a measure
 and a baseline) it says whether each run's difference lies in the other run's CI and in the other run's
-rerun interval (where a rerun with new replicate seeds on the same data lands, `stats.rerun_half_width`),
+rerun band (where a rerun with new replicate seeds on the same data lands, `stats.rerun_half_width`),
 and whether the verdicts disagree in direction ("beats" in one, "loses to" in the other).
 """
 
@@ -64,8 +64,9 @@ def _yes(flag: bool | None) -> str:
 def replication_markdown(result: dict, this_name: str, other_name: str) -> str:
     lines = [f"PairAug − each baseline in two runs, first `{this_name}` (the workspace), second `{other_name}` "
              "(Δ mean AUC [95 % CI] verdict; \"in CI\": the run's Δ lies inside the other run's CI; \"in rerun\": "
-             "inside the other run's rerun interval, where a rerun with new replicate seeds on the same data lands "
-             "with 95 % probability — the check that fits a replication; a redrawn dataset has no such interval).",
+             "inside the other run's rerun band, where all of a measure's differences rerun with new replicate "
+             "seeds on the same data land together with 95 % probability — the check that fits a replication; a "
+             "redrawn dataset has no such band).",
              "", f"| measure | baseline | {this_name} | {other_name} | first Δ in second CI | second Δ in first CI "
              "| both in rerun | verdicts opposite |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -74,7 +75,7 @@ def replication_markdown(result: dict, this_name: str, other_name: str) -> str:
         lines.append(f"| {r['measure']} | `{r['baseline']}` | {_cell(r['this'])} | {_cell(r['other'])} | "
                      f"{_yes(r['this_in_other'])} | {_yes(r['other_in_this'])} | {_yes(rerun)} | "
                      f"{'**yes**' if r['flip'] else 'no'} |")
-    lines += ["", "| measure | rows | a Δ outside the other CI | a Δ outside the other rerun interval | same verdict "
+    lines += ["", "| measure | rows | a Δ outside the other CI | a Δ outside the other rerun band | same verdict "
               "| opposite verdicts |", "|---|---|---|---|---|---|"]
     for measure, m in result["by_measure"].items():
         lines.append(f"| {measure} | {m['rows']} | {m['outside']} | {m['outside_rerun']} | {m['same_verdict']} | "

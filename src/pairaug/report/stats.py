@@ -58,21 +58,35 @@ def replicate_inflation(n_replicates: int, ci: float) -> float:
     return float(np.sqrt(n_replicates / (n_replicates - 1)) * t.ppf(q, n_replicates - 1) / norm.ppf(q))
 
 
-def rerun_half_width(differences: list[float], ci: float) -> float | None:
-    """Half the width of the interval where the same paired difference, rerun with R new replicate seeds
-    on the same test patients, lands with probability `ci` (a t prediction interval): the two runs'
-    means differ by replicate noise alone, variance 2 s² / R, s the sd of the R per-replicate
-    differences; Student's t with R − 1 degrees of freedom. None for fewer than two replicates.
+def rerun_half_width(per_replicate: np.ndarray, ci: float) -> float | None:
+    """Half the width of the band where a rerun's differences land: the same paired differences (the
+    first column minus each other column), rerun with R new replicate seeds on the same test patients,
+    all fall within ± this of this run's with probability at least `ci` (a t prediction band,
+    Bonferroni over the K = columns − 1 differences).
+
+    `per_replicate` is (R, 1 + K): each replicate's figure for the method and each baseline on the full
+    split. The replicate noise is the two-way (replicate × mix) residual, its variance σ² pooled over
+    every column with K(R − 1) degrees of freedom: a replicate seed shifts every mix alike (it cancels in
+    a paired difference), the rest is each model's own. A paired difference then has variance 2σ² per
+    replicate, and two runs' means of R differ by variance 4σ² / R. Pooling matters with a handful of
+    replicates: one difference's own spread rests on R − 1 degrees of freedom, and three close replicates
+    give a band far too narrow. None with fewer than two replicates or no baseline.
 
     A CI for the mean difference is narrower: it holds the *true* difference with probability `ci`, and
     with replicate noise that dwarfs the patients' (as here) it holds a rerun's estimate only about 83 %
-    of the time (Cumming & Maillardet 2006). This is the interval to hold a rerun against."""
-    d = np.asarray(differences, dtype=np.float64)
-    if len(d) < 2:
+    of the time (Cumming & Maillardet 2006), so one row in six of a rerun lands outside. This is the
+    interval to hold a rerun against."""
+    a = np.asarray(per_replicate, dtype=np.float64)
+    r, m = a.shape
+    if r < 2 or m < 2:
         return None
     from scipy.stats import t
 
-    return float(t.ppf((1 + ci) / 2, len(d) - 1) * d.std(ddof=1) * np.sqrt(2 / len(d)))
+    residual = a - a.mean(axis=0) - a.mean(axis=1, keepdims=True) + a.mean()
+    df = (m - 1) * (r - 1)
+    sigma = np.sqrt((residual**2).sum() / df)
+    q = 1 - (1 - ci) / (2 * (m - 1))  # Bonferroni over the K differences, two-sided
+    return float(t.ppf(q, df) * sigma * 2 / np.sqrt(r))
 
 
 def two_level(per_replicate: np.ndarray, replicate_weights: np.ndarray, inflation: float) -> np.ndarray:
