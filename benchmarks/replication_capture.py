@@ -18,8 +18,10 @@ run's interval — the check `pairaug replicate` prints. Three intervals:
   quantiles added in quadrature: the patient term is small beside the replicate one);
 - `ci pooled`: the same with the replicate variance pooled over the seven mixes (the residual of the
   additive mix + replicate fit, (M − 1)(R − 1) degrees of freedom) — the alternative considered;
-- `rerun`: the rerun interval (stats.rerun_half_width): where a rerun's estimate lands, replicate
-  noise only, the patients being the same.
+- `rerun, own sd`: a t prediction interval of where a rerun's estimate lands, 95 % per row, from that
+  pair's own replicates (replicate noise only, the patients being the same);
+- `rerun band`: the report's (stats.rerun_half_width): the same with the pooled residual variance and
+  Bonferroni over the six baselines, so a rerun's six differences all land inside with ≥ 95 %.
 
 Printed per interval: coverage of the true difference, the mean number of the six rows with a run's
 difference outside the other run's interval, the share of replications with at most one such row
@@ -32,6 +34,8 @@ import argparse
 
 import numpy as np
 from scipy.stats import norm, t
+
+from pairaug.report.stats import rerun_half_width
 
 BASELINES = 6
 
@@ -51,7 +55,8 @@ def intervals(y: np.ndarray, patient: np.ndarray, tau: float, ci: float) -> tupl
     return delta, {
         "ci": np.hypot(t.ppf(q, reps - 1) * s_pair / np.sqrt(reps), z_tau),
         "ci pooled": np.hypot(t.ppf(q, df_pool) * s_pool / np.sqrt(reps), z_tau),
-        "rerun": t.ppf(q, reps - 1) * s_pair * np.sqrt(2 / reps),
+        "rerun, own sd": t.ppf(q, reps - 1) * s_pair * np.sqrt(2 / reps),
+        "rerun band": t.ppf(1 - (1 - ci) / (2 * BASELINES), df_pool) * s_pool * np.sqrt(2 / reps),
     }
 
 
@@ -65,11 +70,13 @@ def simulate(sigma: float, tau: float, block: float, reps: int, sims: int, ci: f
         y = mu[None, :, None] + rng.normal(0.0, block, (sims, 1, reps)) + rng.normal(0.0, sigma, (sims, len(mu), reps))
         return intervals(y, patient, tau, ci)
 
+    y0 = mu[None, :, None] + rng.normal(0.0, sigma, (1, len(mu), reps))  # the band is the report's, to the bit
+    assert np.isclose(intervals(y0, patient[:1], tau, ci)[1]["rerun band"][0, 0], rerun_half_width(y0[0].T, ci))
     (a, wa), (b, wb) = run(), run()
     out = {}
     for name in wa:
         outside = (np.abs(a - b) > wb[name]) | (np.abs(b - a) > wa[name])
-        out[name] = {"coverage": float(np.mean(np.abs(a - truth) <= wa[name])) if name != "rerun" else None,
+        out[name] = {"coverage": float(np.mean(np.abs(a - truth) <= wa[name])) if name.startswith("ci") else None,
                      "rows_outside": float(outside.sum(axis=1).mean()),
                      "at_most_one": float(np.mean(outside.sum(axis=1) <= 1)),
                      "half_width": float(wa[name].mean())}
