@@ -25,7 +25,7 @@ run's interval — the check `pairaug replicate` prints. Three intervals:
 
 Printed per interval: coverage of the true difference, the mean number of the six rows with a run's
 difference outside the other run's interval, the share of replications with at most one such row
-(issue Q's Done-when), and the mean half-width.
+(the check `pairaug replicate` prints), and the mean half-width.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ step): the workspace's replicates from `models/vlp/<mix>/seed-<r>/history.json`,
 experiment's from its MLflow runs (tag `dvc_exp_name`; the newest run per mix and replicate). With 12
 replicates of every mix this replays `pairaug replicate` on every split of them into two disjoint runs of
 R replicates, and counts, per interval rule, the share of splits where at most one of the six PairAug −
-baseline differences of a run lies outside the other run's interval (issue Q's check), and the mean
-half-width. Patient noise is left out (it is small beside the replicates' and a rerun shares it). Rules:
+baseline differences of a run lies outside the other run's interval (the check `pairaug replicate` prints), and the mean
+half-width; and whether the per-replicate differences look normal (Shapiro–Wilk, excess kurtosis). Patient noise is left out (it is small beside the replicates' and a rerun shares it). Rules:
 
 - `ci`: a t interval for the mean difference from that pair's own R replicates (the replicate part of the
   report's CI);
@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import t
+from scipy.stats import kurtosis, shapiro, t
 
 from pairaug.report.stats import rerun_half_width
 
@@ -105,7 +105,11 @@ def main() -> None:
 
     by_rep = {**experiment_scores(args.experiments), **workspace_scores(repo_root())}
     scores = np.array([by_rep[r] for r in sorted(by_rep)])
-    print(f"{len(scores)} replicates of {len(MIXES)} mixes ({', '.join(map(str, sorted(by_rep)))}); valid scores\n")
+    print(f"{len(scores)} replicates of {len(MIXES)} mixes ({', '.join(map(str, sorted(by_rep)))}); valid scores")
+    d = scores[:, :1] - scores[:, 1:]  # per-replicate differences, standardised per baseline: normal, or heavy tails?
+    z = ((d - d.mean(axis=0)) / d.std(axis=0, ddof=1)).ravel()
+    print(f"per-replicate differences: Shapiro–Wilk p = {shapiro(z).pvalue:.2f} over {len(z)}, "
+          f"excess kurtosis {kurtosis(z):.2f}\n")
     print("| R | interval | splits | ≤ 1 row outside | rows outside (of 6) | mean half-width |\n|---|---|---|---|---|---|")
     for reps in args.replicates:
         if 2 * reps > len(scores):
