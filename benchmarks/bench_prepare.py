@@ -3,7 +3,7 @@
 Measures throughput (images/s) and the peak memory of the whole process tree (this process and its
 pool workers), and fails (exit 1) when the peak reaches the budget (default 1 GiB).
 
-    python benchmarks/bench_prepare.py                 # 20,000 images, the acceptance check
+    python benchmarks/bench_prepare.py                 # 20,000 images: throughput and peak memory
     python benchmarks/bench_prepare.py --n 2000        # a quick look
 
 Peak memory is reported two ways: the sampled sum of the RSS of the process and its children (an upper
