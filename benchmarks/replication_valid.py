@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kurtosis, shapiro, t
 
+from pairaug.errors import InputError, PairaugError
 from pairaug.report.stats import rerun_half_width
 
 MIXES = ["pairaug", "none", "real_dup", "text_only", "image_only", "inter", "intra"]  # PairAug first
@@ -37,29 +38,37 @@ def workspace_scores(root: Path) -> dict[int, np.ndarray]:
     """{replicate: valid score per mix} from the workspace's models."""
     out: dict[int, np.ndarray] = {}
     for folder in sorted((root / "models/vlp" / MIXES[0]).glob("seed-*")):
-        r = int(folder.name.split("-")[1])
-        out[r] = np.array([json.loads((root / "models/vlp" / m / folder.name / "history.json").read_text())["best_score"]
-                           for m in MIXES])
+        histories = [root / "models/vlp" / m / folder.name / "history.json" for m in MIXES]
+        missing = [h for h in histories if not h.exists()]
+        if missing:
+            raise InputError("no trained model here (run `dvc repro` or `dvc pull` first)", file=missing[0])
+        out[int(folder.name.split("-")[1])] = np.array([json.loads(h.read_text())["best_score"] for h in histories])
     return out
 
 
-def experiment_scores(names: list[str]) -> dict[int, np.ndarray]:
-    """{replicate: valid score per mix} from the MLflow runs of the named DVC experiments."""
-    import mlflow
+def experiment_scores(names: list[str], root: Path) -> dict[int, np.ndarray]:
+    """{replicate: valid score per mix} from the MLflow runs of the named DVC experiments (read only)."""
+    from mlflow.entities import ViewType
 
-    from pairaug.tracking.store import load_config, tracking_uri
+    from pairaug.tracking.store import load_config, open_existing_store
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = load_config().experiment
+    if not names:
+        return {}
+    cfg = load_config(root / "params.yaml")
+    client = open_existing_store(cfg, root)
+    experiment = client.get_experiment_by_name(cfg.experiment)
     out: dict[int, dict[str, float]] = {}
     for name in names:
-        runs = mlflow.search_runs(experiment_names=[experiment], filter_string=f"tags.dvc_exp_name = '{name}'",
-                                  order_by=["start_time ASC"])
-        runs = runs.dropna(subset=["metrics.best_valid_score"])
-        if runs.empty:
-            raise SystemExit(f"no MLflow runs with a valid score for DVC experiment {name!r}")
-        for _, run in runs.iterrows():  # oldest first: a newer run of the same mix and replicate wins
-            out.setdefault(int(run["tags.seed"]), {})[run["tags.mix"]] = float(run["metrics.best_valid_score"])
+        runs = [] if experiment is None else client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.dvc_exp_name = '{name}'",
+            run_view_type=ViewType.ACTIVE_ONLY, max_results=10_000, order_by=["attributes.start_time ASC"])
+        runs = [r for r in runs if "best_valid_score" in r.data.metrics]
+        if not runs:
+            raise InputError(f"no MLflow run with a valid score for DVC experiment {name!r} "
+                             f"(run `pairaug replicate --name {name}` first)", file=root / "mlflow.db")
+        for run in runs:  # oldest first: a newer run of the same mix and replicate wins
+            tags = run.data.tags
+            out.setdefault(int(tags["seed"]), {})[tags["mix"]] = run.data.metrics["best_valid_score"]
     return {r: np.array([scores[m] for m in MIXES]) for r, scores in out.items() if set(MIXES) <= set(scores)}
 
 
@@ -103,7 +112,14 @@ def main() -> None:
     args = p.parse_args()
     from pairaug.paths import repo_root
 
-    by_rep = {**experiment_scores(args.experiments), **workspace_scores(repo_root())}
+    root = repo_root()
+    try:
+        by_rep = {**experiment_scores(args.experiments, root), **workspace_scores(root)}
+    except PairaugError as e:
+        raise SystemExit(f"replication_valid: {e}") from None
+    if len(by_rep) < 2 * min(args.replicates):
+        raise SystemExit(f"replication_valid: {len(by_rep)} replicates with every mix trained; two runs of "
+                         f"{min(args.replicates)} need {2 * min(args.replicates)} (name more --experiments)")
     scores = np.array([by_rep[r] for r in sorted(by_rep)])
     print(f"{len(scores)} replicates of {len(MIXES)} mixes ({', '.join(map(str, sorted(by_rep)))}); valid scores")
     d = scores[:, :1] - scores[:, 1:]  # per-replicate differences, standardised per baseline: normal, or heavy tails?
