@@ -179,8 +179,8 @@ def test_paired_replicates_that_disagree_widen_the_difference():
 
 
 def test_rerun_interval_is_the_t_prediction_interval_of_the_replicate_differences():
-    """Per verdict row: delta ± t_{R−1} · sd(per-replicate differences) · √(2 / R); the same width as the
-    plain formula for a prediction interval of the mean of R new draws."""
+    """With one baseline the band is the plain t prediction interval of a rerun's mean of R new draws:
+    delta ± t_{R−1} · sd(per-replicate differences) · √(2 / R)."""
     row = _paired_case(0.3)
     patient, y, score = _clustered_case(60, 0.8, 7)
     d = [roc_auc_score(y["Edema"], score["Edema"] + (0.15 + r * 0.3) * y["Edema"]) - roc_auc_score(y["Edema"],
@@ -190,6 +190,22 @@ def test_rerun_interval_is_the_t_prediction_interval_of_the_replicate_difference
     assert row["delta"] == pytest.approx(np.mean(d), abs=1e-12)
     assert row["rerun_interval"] == pytest.approx([np.mean(d) - half, np.mean(d) + half], abs=1e-12)
     assert rerun_half_width(np.array([[0.81, 0.80]]), 0.95) is None  # one replicate: no spread to predict from
+
+
+def test_report_gives_every_baseline_of_a_measure_the_same_band_from_all_mixes():
+    """Three baselines, three replicates: each row's rerun interval is its delta ± one half-width, the band of
+    the (replicate × mix) AUCs of PairAug and all three baselines together."""
+    patient, y, score = _clustered_case(60, 0.8, 7)
+    rng = np.random.default_rng(5)
+    mixes = {m: scores_table({str(r): {"Edema": score["Edema"] + rng.normal(0, 0.4, len(patient))} for r in range(3)},
+                             y, patient) for m in ("pairaug", "none", "real_dup", "inter")}
+    rows = ablation(mixes, ReportConfig(bootstrap_resamples=50), seed=0)["verdicts"]
+    auc = {m: [roc_auc_score(y["Edema"], df[df["seed"] == str(r)]["score"]) for r in range(3)]
+           for m, df in mixes.items()}
+    half = rerun_half_width(np.array([auc["pairaug"], auc["none"], auc["real_dup"], auc["inter"]]).T, 0.95)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["rerun_interval"] == pytest.approx([row["delta"] - half, row["delta"] + half], abs=1e-12)
 
 
 def test_rerun_band_ignores_a_shift_every_mix_shares_and_widens_for_a_noisy_mix():
